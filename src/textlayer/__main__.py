@@ -1,0 +1,7 @@
+"""``python -m textlayer`` runs the command line."""
+
+from __future__ import annotations
+
+from textlayer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Settings: built once from TEXTLAYER_* variables (unit in the name), then passed down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from textlayer.documents import DEFAULT_DPI, DEFAULT_MAX_PAGES
+from textlayer.worker.decode import DEFAULT_MAX_PIXELS
+from textlayer.worker.manifest import DEFAULT_MODEL_SET
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with safe defaults."""
+
+    model: str = DEFAULT_MODEL_SET
+    """Model set from models_onnx/manifest.toml (``small`` or ``tiny``)."""
+    threads: int = 1
+    """onnxruntime intra-op threads per model (1 per process is best on shared machines)."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Largest page accepted, in pixels."""
+    max_pages: int = DEFAULT_MAX_PAGES
+    """Most pages accepted per document."""
+    pdf_dpi: int = DEFAULT_DPI
+    """Resolution PDF pages are rasterised at."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read ``TEXTLAYER_*`` variables; unknown values raise ``ValueError``."""
+        return cls(
+            model=environ.get("TEXTLAYER_MODEL", DEFAULT_MODEL_SET) or DEFAULT_MODEL_SET,
+            threads=_int(environ, "TEXTLAYER_OCR_THREADS", 1),
+            max_pixels=_int(environ, "TEXTLAYER_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+            max_pages=_int(environ, "TEXTLAYER_MAX_PAGES", DEFAULT_MAX_PAGES),
+            pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
+        )

@@ -1,0 +1,81 @@
+"""The textlayer exception tree; behaviour lives in class attributes.
+
+::
+
+    TextlayerError              .retryable  .grpc_status  .exit_code  .reason
+    ├── InputDocumentError      not an image/PDF, encrypted, bomb...  INVALID_ARGUMENT
+    ├── ModelError              manifest / sha256 / shape mismatch    FAILED_PRECONDITION
+    ├── SandboxError
+    │   ├── SandboxTimeout      wall clock exceeded (retry once)      DEADLINE_EXCEEDED
+    │   └── SandboxCrashed      signal / OOM / seccomp kill           INTERNAL
+    ├── OcrUnavailable          no OCR server answers (retry)         UNAVAILABLE
+    └── SearchIndexError
+"""
+
+from __future__ import annotations
+
+
+class TextlayerError(Exception):
+    """Base of every error textlayer raises on purpose."""
+
+    retryable: bool = False
+    grpc_status: str = "INTERNAL"
+    exit_code: int = 1
+    reason: str = "error"
+    """Stable machine-readable reason code (job stores and APIs report it)."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class InputDocumentError(TextlayerError):
+    """The uploaded document cannot be processed; the message says why in plain words."""
+
+    grpc_status = "INVALID_ARGUMENT"
+    exit_code = 2
+    reason = "bad_input"
+
+
+class ModelError(TextlayerError):
+    """A model file is missing, tampered with or does not match the manifest."""
+
+    grpc_status = "FAILED_PRECONDITION"
+    exit_code = 3
+    reason = "model_error"
+
+
+class SandboxError(TextlayerError):
+    """The jailed worker failed."""
+
+    reason = "sandbox_error"
+
+
+class SandboxTimeout(SandboxError):
+    """The jailed worker ran past its wall clock and was killed."""
+
+    retryable = True
+    grpc_status = "DEADLINE_EXCEEDED"
+    reason = "timeout"
+
+
+class SandboxCrashed(SandboxError):
+    """The jailed worker died (signal, OOM or seccomp kill)."""
+
+    reason = "worker_crashed"
+
+
+class OcrUnavailable(TextlayerError):
+    """No OCR server could be reached."""
+
+    retryable = True
+    grpc_status = "UNAVAILABLE"
+    reason = "ocr_unavailable"
+
+
+class SearchIndexError(TextlayerError):
+    """The search index could not be read or written."""
+
+    reason = "search_index_error"

@@ -1,0 +1,1 @@
+"""Placeholder for the index component (later issues)."""

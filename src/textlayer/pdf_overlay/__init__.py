@@ -1,0 +1,1 @@
+"""Placeholder for the pdf_overlay component (later issues)."""

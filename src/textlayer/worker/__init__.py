@@ -1,0 +1,1 @@
+"""The OCR engine: decode, orientation, detection, recognition, layout (numpy + one onnxruntime module)."""

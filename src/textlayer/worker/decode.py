@@ -1,0 +1,136 @@
+"""Decode untrusted page images (PNG, JPEG, TIFF) with limits, before any pixel is expanded."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from textlayer.errors import InputDocumentError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Largest page accepted, in pixels (a 300-dpi A0 poster is ~140 Mpx; an A3 scan at 600 dpi ~70)."""
+
+DEFAULT_MAX_FRAMES = 2000
+"""Most frames accepted from one multi-page TIFF."""
+
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decoded page: uint8 gray (HxW) or BGR (HxWx3) pixels, its dpi when the file says."""
+
+    image: np.ndarray
+    dpi: float | None
+    index: int
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """'PNG', 'JPEG' or 'TIFF' by the magic bytes at offset 0, else None."""
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _to_array(frame: Image.Image) -> np.ndarray:
+    """Pixels as uint8 gray or BGR; alpha is composited on white, 16-bit is scaled down."""
+    if frame.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(frame, dtype=np.float64)
+        top = pixels.max() if pixels.size else 1.0
+        scale = 255.0 / (65535.0 if top > 255 else max(top, 1.0))
+        return np.clip(pixels * scale, 0, 255).astype(np.uint8)
+    if frame.mode in ("1", "L"):
+        return np.asarray(frame.convert("L"))
+    if frame.mode in ("LA", "RGBA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
+        rgba = frame.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        frame = Image.alpha_composite(background, rgba)
+    rgb = np.asarray(frame.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _dpi(frame: Image.Image) -> float | None:
+    dpi = frame.info.get("dpi")
+    try:
+        value = float(dpi[0]) if dpi else 0.0
+    except (TypeError, ValueError, IndexError):
+        return None
+    # Files often carry nonsense (0, 1, 72 for a scan); only plausible scan resolutions count.
+    return value if 50 <= value <= 2400 else None
+
+
+def _frames(image: Image.Image, max_frames: int) -> Iterator[Image.Image]:
+    count = getattr(image, "n_frames", 1)
+    if count > max_frames:
+        raise InputDocumentError(
+            f"The image has {count} pages; at most {max_frames} are accepted. Split it and upload the parts.",
+            reason="too_many_pages",
+        )
+    for index in range(count):
+        image.seek(index)
+        yield image
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_frames: int = DEFAULT_MAX_FRAMES
+) -> list[DecodedImage]:
+    """Decode a PNG, JPEG or (multi-page) TIFF into page arrays, EXIF orientation applied.
+
+    Sizes are checked from the header before any pixel is decoded, so a decompression
+    bomb costs nothing.
+
+    Raises:
+        InputDocumentError: empty, unsupported, corrupt, truncated or too large.
+    """
+    if not data:
+        raise InputDocumentError("The file is empty.", reason="empty_file")
+    kind = sniff_image_format(data)
+    if kind is None:
+        raise InputDocumentError(
+            "The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type"
+        )
+    pages: list[DecodedImage] = []
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns about bombs up to twice its own limit; we refuse instead.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[kind]) as image:
+                for index, frame in enumerate(_frames(image, max_frames)):
+                    width, height = frame.size
+                    if width * height > max_pixels:
+                        raise InputDocumentError(
+                            f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
+                            f"at most {max_pixels / 1e6:.0f} Mpx per page are accepted.",
+                            reason="image_too_large",
+                        )
+                    if width < 1 or height < 1:
+                        raise InputDocumentError(f"Page {index + 1} has no pixels.", reason="corrupt_image")
+                    upright = ImageOps.exif_transpose(frame)
+                    pages.append(DecodedImage(_to_array(upright), _dpi(frame), index))
+    except InputDocumentError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InputDocumentError(
+            f"The image declares an enormous size and was refused before decoding ({exc}).",
+            reason="image_too_large",
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        # Pillow reports truncated and malformed files through all of these.
+        raise InputDocumentError(
+            f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
+        ) from exc
+    return pages

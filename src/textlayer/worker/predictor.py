@@ -1,0 +1,228 @@
+"""OcrPredictor: one page image in, a PageText out (orientation, detection, recognition, layout).
+
+Runs wherever the engine runs: in the CLI process, or inside a sandboxed worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textlayer.elements import Line, PageText, Quad, Word
+from textlayer.worker import detection, layout, orientation, recognition
+from textlayer.worker.engine import EngineConfig, OnnxEngine
+from textlayer.worker.manifest import DEFAULT_MODEL_SET, ModelSpec, load_manifest, read_verified
+from textlayer.worker.words import place_words
+
+log = logging.getLogger(__name__)
+
+MIN_LINE_CONFIDENCE = 0.5
+"""Lines the recognizer is less sure of than this are noise (specks, lines of a table)."""
+
+LINE_FLIP_PROBABILITY = 0.9
+"""A single line is read upside down only when the classifier is this sure."""
+
+ORIENTATION_SAMPLE_LINES = 24
+"""How many of the largest lines vote on whether the page is upside down."""
+
+
+@dataclass(frozen=True)
+class _Models:
+    detector: OnnxEngine
+    recognizer: OnnxEngine
+    line_classifier: OnnxEngine
+    charset: list[str]
+    detector_params: detection.DetectorParams
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class OcrPredictor:
+    """Reads page images with the models of one model set."""
+
+    def __init__(self, models: _Models, model_set: str) -> None:
+        """Use :meth:`load`; this takes already-built sessions."""
+        self._m = models
+        self.model_set = model_set
+
+    @classmethod
+    def load(
+        cls,
+        model: str = DEFAULT_MODEL_SET,
+        *,
+        manifest_path: Path | None = None,
+        threads: int = 1,
+    ) -> OcrPredictor:
+        """Verify and load the models of a set from the manifest.
+
+        Args:
+            model: the model set (``small`` = PP-OCRv6 small, ``tiny``).
+            manifest_path: another manifest than the packaged one.
+            threads: onnxruntime intra-op threads per model.
+
+        Raises:
+            ModelError: unknown set, missing package, hash mismatch, unloadable model.
+        """
+        chosen = load_manifest(manifest_path).model_set(model)
+        config = EngineConfig(threads=threads)
+
+        def engine(spec: ModelSpec) -> OnnxEngine:
+            return OnnxEngine(read_verified(spec), spec.name, config)
+
+        det = chosen.detector.options
+        params = detection.DetectorParams(
+            mean=tuple(det["mean"]),
+            std=tuple(det["std"]),
+            scale=float(det.get("scale", 1 / 255)),
+            binarize_threshold=float(det["binarize_threshold"]),
+            box_threshold=float(det["box_threshold"]),
+            unclip_ratio=float(det["unclip_ratio"]),
+        )
+        models = _Models(
+            detector=engine(chosen.detector),
+            recognizer=engine(chosen.recognizer),
+            line_classifier=engine(chosen.line_orientation),
+            charset=recognition.load_charset(read_verified(chosen.dictionary)),
+            detector_params=params,
+        )
+        log.info("loaded model set %s (%s, %s)", model, chosen.detector.name, chosen.recognizer.name)
+        return cls(models, model)
+
+    # -- stages -------------------------------------------------------------------------
+
+    def _detect(self, image: np.ndarray, scale: float) -> list[detection.TextBox]:
+        batch, fx, fy = detection.preprocess(image, scale, self._m.detector_params)
+        prob = self._m.detector.run(batch)[0, 0]
+        return detection.boxes_from_probability(prob, self._m.detector_params, fx, fy)
+
+    def _flip_probabilities(self, crops: list[np.ndarray]) -> list[float]:
+        if not crops:
+            return []
+        probs = self._m.line_classifier.run(recognition.classifier_batch(crops))
+        return [float(p[1]) for p in probs]
+
+    def _orient(self, image: np.ndarray) -> tuple[int, list[detection.TextBox], float]:
+        """Find the page rotation; returns it with the probe boxes (upright page) and probe scale."""
+        rotation = 0
+        scale = detection.probe_scale(image.shape)
+        boxes = self._detect(image, scale)
+        if detection.vertical_share(boxes) > orientation.SIDEWAYS_SHARE:
+            rotation = 90
+            image = orientation.rotate_image(image, 90)
+            boxes = self._detect(image, scale)
+        sample = sorted(boxes, key=lambda b: b.width * b.height, reverse=True)[:ORIENTATION_SAMPLE_LINES]
+        sample = [b for b in sample if b.width > 1.5 * b.height]
+        crops = [recognition.crop_line(image, b.quad) for b in sample]
+        if orientation.is_upside_down(self._flip_probabilities(crops), [b.width for b in sample]):
+            rotation += 180
+            image = orientation.rotate_image(image, 180)
+            boxes = self._detect(image, scale)
+        return rotation % 360, boxes, scale
+
+    def recognize(self, image: np.ndarray, dpi: float | None = None) -> PageText:
+        """OCR one page image.
+
+        Args:
+            image: uint8 grayscale (HxW) or BGR (HxWx3) page.
+            dpi: the scan's resolution when known (kept in the result).
+
+        Returns:
+            Lines and words in reading order, quads in the pixels of ``image``.
+        """
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+            raise ValueError(f"expected a uint8 HxW or HxWx3 image, got {image.dtype} {image.shape}")
+        height, width = image.shape[:2]
+        timer = _Timer()
+        with timer.stage("orientation"):
+            rotation, probe_boxes, probe = self._orient(image)
+            upright = orientation.rotate_image(image, rotation)
+        with timer.stage("detection"):
+            scale = detection.choose_scale(detection.line_heights(probe_boxes), upright.shape)
+            if abs(scale - probe) / probe < 0.15:
+                boxes = probe_boxes
+            else:
+                boxes = self._detect(upright, scale)
+        with timer.stage("recognition"):
+            quads = [b.quad for b in boxes]
+            crops = [recognition.crop_line(upright, q) for q in quads]
+            flips = self._flip_probabilities(crops)
+            for i, p in enumerate(flips):
+                if p > LINE_FLIP_PROBABILITY:
+                    crops[i] = crops[i][::-1, ::-1]
+                    quads[i] = quads[i][[2, 3, 0, 1]]
+            decoded = recognition.recognise(crops, self._m.recognizer.run, self._m.charset)
+        with timer.stage("layout"):
+            lines = self._assemble(decoded, quads, rotation, width, height)
+        return PageText(
+            width=width, height=height, rotation=rotation, lines=tuple(lines), dpi=dpi, timings_s=timer.seconds
+        )
+
+    def _assemble(
+        self,
+        decoded: list[recognition.DecodedLine],
+        quads: list[np.ndarray],
+        rotation: int,
+        width: int,
+        height: int,
+    ) -> list[Line]:
+        """Words per line, reading order, then coordinates back on the page as given."""
+        kept = [
+            (line, quad)
+            for line, quad in zip(decoded, quads, strict=True)
+            if line.text.strip() and line.confidence >= MIN_LINE_CONFIDENCE
+        ]
+        angle = layout.deskew_angle([q for _, q in kept])
+        items = [
+            layout.LayoutLine(i, layout.upright_box(q, angle), len(line.text.strip()))
+            for i, (line, q) in enumerate(kept)
+        ]
+        result: list[Line] = []
+        previous: layout.LayoutLine | None = None
+        for index, block in layout.reading_order(items):
+            line, quad = kept[index]
+            page_quad = orientation.unrotate_points(quad, rotation, width, height)
+            words = place_words(line, page_quad)
+            if not words:
+                continue
+            if previous is not None and result and result[-1].block == block and _same_row(previous, items[index]):
+                # Cells of one table or form row become one line: copy-paste keeps the row.
+                result[-1] = _join(result[-1], words, page_quad)
+            else:
+                result.append(Line(tuple(words), _as_quad(page_quad), line.confidence, block))
+            previous = items[index]
+        return result
+
+
+def _same_row(left: layout.LayoutLine, right: layout.LayoutLine) -> bool:
+    centre = (right.box[1] + right.box[3]) / 2
+    return left.box[1] < centre < left.box[3] and right.box[0] > left.box[2] - 0.5 * left.height
+
+
+def _join(line: Line, words: list[Word], quad: np.ndarray) -> Line:
+    """Append a row neighbour's words; the line's quad stretches to the neighbour's right edge."""
+    merged = (line.quad[0], (float(quad[1][0]), float(quad[1][1])), (float(quad[2][0]), float(quad[2][1])), line.quad[3])
+    count = len(line.words)
+    confidence = (line.confidence * count + sum(w.confidence for w in words)) / (count + len(words))
+    return Line(line.words + tuple(words), merged, confidence, line.block)
+
+
+def _as_quad(points: np.ndarray) -> Quad:
+    p = [(float(x), float(y)) for x, y in points]
+    return (p[0], p[1], p[2], p[3])
