@@ -125,7 +125,8 @@ def decode_image(
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InputDocumentError(
-            f"The image declares an enormous size and was refused before decoding ({exc}).",
+            f"The image declares an enormous size and was refused before decoding; at most "
+            f"{max_pixels / 1e6:.0f} Mpx per page are accepted ({exc}).",
             reason="image_too_large",
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-TARGET_LINE_HEIGHT_PX = 30.0
+TARGET_LINE_HEIGHT_PX = 18.0
 """Height a typical text line should have at the detector (the DB models see text best near this)."""
 
 MAX_DETECTOR_SIDE_PX = 4096

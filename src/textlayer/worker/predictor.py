@@ -26,7 +26,10 @@ MIN_LINE_CONFIDENCE = 0.5
 """Lines the recognizer is less sure of than this are noise (specks, lines of a table)."""
 
 LINE_FLIP_PROBABILITY = 0.9
-"""A single line is read upside down only when the classifier is this sure."""
+"""Lines the classifier calls upside down this surely are also read turned around."""
+
+FLIP_CONFIDENCE_MARGIN = 0.05
+"""An upside-down reading must beat the upright one by this much mean confidence."""
 
 ORIENTATION_SAMPLE_LINES = 24
 """How many of the largest lines vote on whether the page is upside down."""
@@ -162,17 +165,31 @@ class OcrPredictor:
         with timer.stage("recognition"):
             quads = [b.quad for b in boxes]
             crops = [recognition.crop_line(upright, q) for q in quads]
-            flips = self._flip_probabilities(crops)
-            for i, p in enumerate(flips):
-                if p > LINE_FLIP_PROBABILITY:
-                    crops[i] = crops[i][::-1, ::-1]
-                    quads[i] = quads[i][[2, 3, 0, 1]]
             decoded = recognition.recognise(crops, self._m.recognizer.run, self._m.charset)
+            self._fix_upside_down_lines(crops, quads, decoded)
         with timer.stage("layout"):
             lines = self._assemble(decoded, quads, rotation, width, height)
         return PageText(
             width=width, height=height, rotation=rotation, lines=tuple(lines), dpi=dpi, timings_s=timer.seconds
         )
+
+    def _fix_upside_down_lines(
+        self, crops: list[np.ndarray], quads: list[np.ndarray], decoded: list[recognition.DecodedLine]
+    ) -> None:
+        """Re-read lines the classifier thinks are upside down; keep the reading the recognizer trusts more.
+
+        The classifier alone misfires on a few upright lines per page, so it only nominates.
+        """
+        flips = self._flip_probabilities(crops)
+        nominated = [i for i, p in enumerate(flips) if p > LINE_FLIP_PROBABILITY]
+        if not nominated:
+            return
+        turned = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in nominated]
+        rereads = recognition.recognise(turned, self._m.recognizer.run, self._m.charset)
+        for i, reread in zip(nominated, rereads, strict=True):
+            if reread.confidence > decoded[i].confidence + FLIP_CONFIDENCE_MARGIN:
+                decoded[i] = reread
+                quads[i] = quads[i][[2, 3, 0, 1]]
 
     def _assemble(
         self,
