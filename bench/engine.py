@@ -682,6 +682,13 @@ def split_means(preds: dict[str, Pred]) -> dict[str, float]:
     return out
 
 
+def stage_means(preds: dict[str, Pred]) -> dict[str, float]:
+    """Mean seconds per page of each stage an engine reports itself (textlayer's timings_s)."""
+    per_page = [p.extra.get("timings_s", {}) for p in preds.values()]
+    keys = list(dict.fromkeys(k for t in per_page for k in t))
+    return {k: statistics.mean(t.get(k, 0.0) for t in per_page) for k in keys}
+
+
 def table(run: SetRun, scores: dict[str, dict[str, Any]], splits: dict[str, dict[str, float]]) -> str:
     """Markdown table of one set: engines x metrics (+ stage split)."""
     head = ["engine", *(label for _, label in COLUMNS), *(f"{s} s" for s in SPLIT)]
@@ -886,6 +893,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n### {run.name} ({len(run.pages)} images, {n_words} GT words)\n")
         print(table(run, scores, splits))
         print()
+        stages = stage_means(run.preds.get(TEXTLAYER, {}))
+        if stages:
+            # "other" above hides orientation / layout; show textlayer's own stages as reported.
+            scores[TEXTLAYER]["timings_s_mean"] = stages
+            print("  textlayer timings_s, mean s/page: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
         for line in ratio_lines(scores, raw):
             print(line)
         summary["sets"][run.name] = scores

@@ -18,7 +18,7 @@ from textlayer.elements import Line, PageText, Quad, Word
 from textlayer.worker import detection, layout, orientation, recognition
 from textlayer.worker.engine import EngineConfig, OnnxEngine
 from textlayer.worker.manifest import DEFAULT_MODEL_SET, ModelSpec, load_manifest, read_verified
-from textlayer.worker.words import place_words
+from textlayer.worker.words import ink_mask, place_words
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class OcrPredictor:
             decoded = recognition.recognise(crops, self._m.recognizer.run, self._m.charset)
             self._fix_upside_down_lines(crops, quads, decoded)
         with timer.stage("layout"):
-            lines = self._assemble(decoded, quads, rotation, width, height)
+            lines = self._assemble(decoded, crops, quads, rotation, width, height)
         return PageText(
             width=width, height=height, rotation=rotation, lines=tuple(lines), dpi=dpi, timings_s=timer.seconds
         )
@@ -186,14 +186,16 @@ class OcrPredictor:
             return
         turned = [np.ascontiguousarray(crops[i][::-1, ::-1]) for i in nominated]
         rereads = recognition.recognise(turned, self._m.recognizer.run, self._m.charset)
-        for i, reread in zip(nominated, rereads, strict=True):
+        for k, (i, reread) in enumerate(zip(nominated, rereads, strict=True)):
             if reread.confidence > decoded[i].confidence + FLIP_CONFIDENCE_MARGIN:
                 decoded[i] = reread
+                crops[i] = turned[k]
                 quads[i] = quads[i][[2, 3, 0, 1]]
 
     def _assemble(
         self,
         decoded: list[recognition.DecodedLine],
+        crops: list[np.ndarray],
         quads: list[np.ndarray],
         rotation: int,
         width: int,
@@ -201,21 +203,21 @@ class OcrPredictor:
     ) -> list[Line]:
         """Words per line, reading order, then coordinates back on the page as given."""
         kept = [
-            (line, quad)
-            for line, quad in zip(decoded, quads, strict=True)
+            (line, crop, quad)
+            for line, crop, quad in zip(decoded, crops, quads, strict=True)
             if line.text.strip() and line.confidence >= MIN_LINE_CONFIDENCE
         ]
-        angle = layout.deskew_angle([q for _, q in kept])
+        angle = layout.deskew_angle([q for _, _, q in kept])
         items = [
             layout.LayoutLine(i, layout.upright_box(q, angle), len(line.text.strip()))
-            for i, (line, q) in enumerate(kept)
+            for i, (line, _, q) in enumerate(kept)
         ]
         result: list[Line] = []
         previous: layout.LayoutLine | None = None
         for index, block in layout.reading_order(items):
-            line, quad = kept[index]
+            line, crop, quad = kept[index]
             page_quad = orientation.unrotate_points(quad, rotation, width, height)
-            words = place_words(line, page_quad)
+            words = place_words(line, page_quad, ink_mask(crop))
             if not words:
                 continue
             if previous is not None and result and result[-1].block == block and _same_row(previous, items[index]):

@@ -2,10 +2,88 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from textlayer.elements import Quad, Word
 from textlayer.worker.recognition import DecodedChar, DecodedLine
+
+
+INK_ROW_SHARE = 0.02
+"""A crop row holds ink when at least this share of its pixels is dark."""
+
+
+def ink_mask(crop: np.ndarray) -> np.ndarray:
+    """Dark pixels of a line crop (Otsu threshold), as a boolean HxW array."""
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    _, dark = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    return dark.astype(bool)
+
+
+def ink_band(mask: np.ndarray) -> tuple[float, float]:
+    """Top and bottom of the text inside a line crop, as fractions of its height.
+
+    The detector's boxes are padded (DB unclip) to about twice the text height; the ink
+    tells where the letters really are, so selections and word boxes hug the text.
+    """
+    height = mask.shape[0]
+    rows = np.flatnonzero(mask.mean(axis=1) >= INK_ROW_SHARE)
+    if len(rows) == 0 or height < 4:
+        return 0.0, 1.0
+    top, bottom = rows[0], rows[-1] + 1
+    return max(0.0, (top - 0.5) / height), min(1.0, (bottom + 0.5) / height)
+
+
+def _snap(columns: np.ndarray, first: float, last: float, low: float, high: float) -> tuple[float, float] | None:
+    """Outermost ink columns of a word whose characters are centred from first to last.
+
+    The search runs from the midpoint towards the previous word to the midpoint towards
+    the next one, which lie in the spaces, so a word never swallows its neighbours.
+    """
+    lo, hi = int(max(0, np.floor(low))), int(min(len(columns), np.ceil(high)))
+    inked = np.flatnonzero(columns[lo:hi]) + lo
+    left, right = inked[inked <= first], inked[inked >= last]
+    if len(left) == 0 or len(right) == 0:
+        return None
+    return float(left.min()), float(right.max()) + 1.0
+
+
+SPACE_PITCH_RATIO = 1.5
+"""Neighbouring characters this many pitches apart may hide a space the recognizer dropped."""
+
+SPACE_GAP_HEIGHT_RATIO = 0.3
+"""...and they do when a blank gap at least this share of the text height separates their ink."""
+
+
+def restore_spaces(chars: tuple[DecodedChar, ...], columns: np.ndarray, text_height: float) -> tuple[DecodedChar, ...]:
+    """Put back spaces the recognizer dropped between clearly separated characters.
+
+    PP-OCR recognizers lose spaces, most of all in monospaced print; a space shows in
+    the geometry as a wide step between character centres over a blank strip of paper.
+    """
+    pitch = _pitch([[c for c in chars if not c.char.isspace()]], len(columns))
+    restored: list[DecodedChar] = []
+    for previous, char in zip((None, *chars), chars, strict=False):
+        if (
+            previous is not None
+            and not previous.char.isspace()
+            and not char.char.isspace()
+            and char.x - previous.x > SPACE_PITCH_RATIO * pitch
+        ):
+            lo, hi = int(previous.x), int(np.ceil(char.x))
+            blank = _longest_run(~columns[lo:hi])
+            if blank >= SPACE_GAP_HEIGHT_RATIO * text_height:
+                restored.append(DecodedChar(" ", min(previous.confidence, char.confidence), (previous.x + char.x) / 2))
+        restored.append(char)
+    return tuple(restored)
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
 
 
 def _split_words(chars: tuple[DecodedChar, ...]) -> list[list[DecodedChar]]:
@@ -40,7 +118,7 @@ def _point_on_line(quad: np.ndarray, u: float, v: float) -> tuple[float, float]:
     return (float(point[0]), float(point[1]))
 
 
-def place_words(line: DecodedLine, quad: np.ndarray) -> list[Word]:
+def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = None) -> list[Word]:
     """Turn a decoded line into words with quads in page coordinates.
 
     Each word spans from half a character pitch before its first character's centre to
@@ -51,27 +129,43 @@ def place_words(line: DecodedLine, quad: np.ndarray) -> list[Word]:
         line: the recognizer's output for one crop.
         quad: the crop's quad on the page, starting at the top-left corner of the text as
             read (for a line read upside down, that is the page's bottom-right corner).
+        ink: the crop's dark pixels (:func:`ink_mask`), to fit boxes to the letters.
     """
-    words = _split_words(line.chars)
+    chars = line.chars
+    v0, v1 = (0.0, 1.0) if ink is None else ink_band(ink)
+    columns = None
+    if ink is not None:
+        top = int(v0 * ink.shape[0])
+        columns = ink[top : max(top + 1, int(np.ceil(v1 * ink.shape[0])))].any(axis=0)
+        chars = restore_spaces(chars, columns, (v1 - v0) * ink.shape[0])
+    words = _split_words(chars)
     if not words or line.crop_width <= 0:
         return []
     half_pitch = _pitch(words, line.crop_width) / 2.0
     placed: list[Word] = []
-    for chars in words:
-        if len(chars) > 1:
-            half = (chars[-1].x - chars[0].x) / (len(chars) - 1) / 2.0
+    for k, word_chars in enumerate(words):
+        if len(word_chars) > 1:
+            half = (word_chars[-1].x - word_chars[0].x) / (len(word_chars) - 1) / 2.0
             half = min(max(half, 0.5 * half_pitch), 2.0 * half_pitch)
         else:
             half = half_pitch
-        u0 = max(0.0, (chars[0].x - half) / line.crop_width)
-        u1 = min(1.0, (chars[-1].x + half) / line.crop_width)
+        start, end = word_chars[0].x - half, word_chars[-1].x + half
+        if columns is not None:
+            # Neighbouring words bound the search, so a snap never swallows them.
+            low = (words[k - 1][-1].x + word_chars[0].x) / 2 if k else 0.0
+            high = (word_chars[-1].x + words[k + 1][0].x) / 2 if k + 1 < len(words) else line.crop_width
+            snapped = _snap(columns, word_chars[0].x, word_chars[-1].x, low, high)
+            if snapped is not None:
+                start, end = snapped
+        u0 = max(0.0, start / line.crop_width)
+        u1 = min(1.0, end / line.crop_width)
         word_quad: Quad = (
-            _point_on_line(quad, u0, 0.0),
-            _point_on_line(quad, u1, 0.0),
-            _point_on_line(quad, u1, 1.0),
-            _point_on_line(quad, u0, 1.0),
+            _point_on_line(quad, u0, v0),
+            _point_on_line(quad, u1, v0),
+            _point_on_line(quad, u1, v1),
+            _point_on_line(quad, u0, v1),
         )
-        text = "".join(c.char for c in chars)
-        confidence = float(np.mean([c.confidence for c in chars]))
+        text = "".join(c.char for c in word_chars)
+        confidence = float(np.mean([c.confidence for c in word_chars]))
         placed.append(Word(text=text, quad=word_quad, confidence=confidence))
     return placed
