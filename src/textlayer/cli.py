@@ -106,12 +106,20 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar:
         for page in iter_pages(data, limits, force_ocr=args.force_ocr):
             if page.image is None:
-                print(f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)", file=sys.stderr)
+                print(
+                    f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)",
+                    file=sys.stderr,
+                )
                 pages.append(None)
             else:
                 result = predictor.recognize(page.image, dpi=page.dpi)
-                log.info("page %d: %d lines, rotation %d, %s", page.index + 1, len(result.lines), result.rotation,
-                         {k: round(v, 2) for k, v in result.timings_s.items()})
+                log.info(
+                    "page %d: %d lines, rotation %d, %s",
+                    page.index + 1,
+                    len(result.lines),
+                    result.rotation,
+                    {k: round(v, 2) for k, v in result.timings_s.items()},
+                )
                 pages.append(result)
             bar.update(1)
     render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[args.format]
@@ -155,7 +163,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         failures += not ok
         status = "ok" if ok else f"MISMATCH (found {actual})"
         version_note = "" if installed == spec.version else f" [installed {installed}]"
-        print(f"  {spec.name:24} {spec.role:16} {spec.package}=={spec.version}{version_note} {spec.path}  sha256 {status}")
+        print(
+            f"  {spec.name:24} {spec.role:16} {spec.package}=={spec.version}{version_note} {spec.path}  sha256 {status}"
+        )
     if failures:
         print(f"textlayer: error: {failures} model file(s) failed verification", file=sys.stderr)
         return 3

@@ -55,9 +55,7 @@ def document_kind(data: bytes) -> str:
         return "PDF"
     kind = sniff_image_format(data)
     if kind is None:
-        raise InputDocumentError(
-            "The file is not a PDF, PNG, JPEG or TIFF document.", reason="unsupported_type"
-        )
+        raise InputDocumentError("The file is not a PDF, PNG, JPEG or TIFF document.", reason="unsupported_type")
     return kind
 
 
@@ -108,9 +106,7 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
                 "The PDF is password-protected; remove the password and upload it again.",
                 reason="encrypted_pdf",
             ) from exc
-        raise InputDocumentError(
-            f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf"
-        ) from exc
+        raise InputDocumentError(f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf") from exc
 
 
 def _checked_page_count(pdf: pdfium.PdfDocument, limits: DocumentLimits) -> int:

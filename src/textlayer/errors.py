@@ -25,6 +25,7 @@ class TextlayerError(Exception):
     """Stable machine-readable reason code (job stores and APIs report it)."""
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
+        """Keep the human message; ``reason`` overrides the class's reason code."""
         super().__init__(message)
         self.message = message
         if reason is not None:

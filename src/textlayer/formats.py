@@ -27,7 +27,7 @@ def _bbox(quad: Quad) -> str:
 
 
 def to_hocr(pages: Sequence[PageText | None], title: str = "textlayer output") -> str:
-    """hOCR 1.2: ocr_page > ocr_carea > ocr_par > ocr_line > ocrx_word (bbox, x_wconf)."""
+    """HOCR 1.2: ocr_page > ocr_carea > ocr_par > ocr_line > ocrx_word (bbox, x_wconf)."""
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"',

@@ -20,9 +20,7 @@ pytestmark = [pytest.mark.onnx, pytest.mark.slow]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "textlayer", *args], capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([sys.executable, "-m", "textlayer", *args], capture_output=True, text=True, timeout=600)
 
 
 def _words(text: str) -> list[str]:

@@ -24,7 +24,7 @@ def test_three_columns_under_title_and_a_footer_paragraph():
     title = [_line(0, 100, 40, 1500, h=30), _line(1, 100, 80, 1200)]
     cols = []
     n = 2
-    for c, (x0, x1) in enumerate([(100, 560), (600, 1060), (1100, 1560)]):
+    for _c, (x0, x1) in enumerate([(100, 560), (600, 1060), (1100, 1560)]):
         for k in range(8):
             cols.append(_line(n, x0, 140 + 30 * k, x1))
             n += 1

@@ -100,9 +100,7 @@ def decode_image(
         raise InputDocumentError("The file is empty.", reason="empty_file")
     kind = sniff_image_format(data)
     if kind is None:
-        raise InputDocumentError(
-            "The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type"
-        )
+        raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
     pages: list[DecodedImage] = []
     try:
         with warnings.catch_warnings():

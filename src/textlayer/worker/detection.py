@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -81,13 +82,13 @@ def choose_scale(line_heights_px: list[float], shape: tuple[int, ...]) -> float:
     """
     height, width = shape[0], shape[1]
     if line_heights_px:
-        typical = float(np.percentile(line_heights_px, 40))
+        typical = float(np.percentile(np.asarray(line_heights_px), 40))
         scale = TARGET_LINE_HEIGHT_PX / max(typical, 1.0)
     else:
         # Nothing found at probe size: maybe the print is tiny; look closer.
         scale = 2560 / max(height, width)
     scale = min(scale, 2.0, MAX_DETECTOR_SIDE_PX / max(height, width))
-    scale = min(scale, (MAX_DETECTOR_PIXELS / float(height * width)) ** 0.5)
+    scale = min(scale, math.sqrt(MAX_DETECTOR_PIXELS / float(height * width)))
     return max(scale, 32.0 / min(height, width), 0.05)
 
 
@@ -130,9 +131,7 @@ def _box_score(prob: np.ndarray, quad: np.ndarray) -> float:
     return float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
 
 
-def boxes_from_probability(
-    prob: np.ndarray, params: DetectorParams, factor_x: float, factor_y: float
-) -> list[TextBox]:
+def boxes_from_probability(prob: np.ndarray, params: DetectorParams, factor_x: float, factor_y: float) -> list[TextBox]:
     """DB post-processing: binarise, contours, score, unclip, minimum-area rotated boxes.
 
     Args:

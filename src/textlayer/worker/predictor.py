@@ -158,10 +158,7 @@ class OcrPredictor:
             upright = orientation.rotate_image(image, rotation)
         with timer.stage("detection"):
             scale = detection.choose_scale(detection.line_heights(probe_boxes), upright.shape)
-            if abs(scale - probe) / probe < 0.15:
-                boxes = probe_boxes
-            else:
-                boxes = self._detect(upright, scale)
+            boxes = probe_boxes if abs(scale - probe) / probe < 0.15 else self._detect(upright, scale)
         with timer.stage("recognition"):
             quads = [b.quad for b in boxes]
             crops = [recognition.crop_line(upright, q) for q in quads]
@@ -236,7 +233,12 @@ def _same_row(left: layout.LayoutLine, right: layout.LayoutLine) -> bool:
 
 def _join(line: Line, words: list[Word], quad: np.ndarray) -> Line:
     """Append a row neighbour's words; the line's quad stretches to the neighbour's right edge."""
-    merged = (line.quad[0], (float(quad[1][0]), float(quad[1][1])), (float(quad[2][0]), float(quad[2][1])), line.quad[3])
+    merged = (
+        line.quad[0],
+        (float(quad[1][0]), float(quad[1][1])),
+        (float(quad[2][0]), float(quad[2][1])),
+        line.quad[3],
+    )
     count = len(line.words)
     confidence = (line.confidence * count + sum(w.confidence for w in words)) / (count + len(words))
     return Line(line.words + tuple(words), merged, confidence, line.block)

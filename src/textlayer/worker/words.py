@@ -8,7 +8,6 @@ import numpy as np
 from textlayer.elements import Quad, Word
 from textlayer.worker.recognition import DecodedChar, DecodedLine
 
-
 INK_ROW_SHARE = 0.02
 """A crop row holds ink when at least this share of its pixels is dark."""
 
@@ -133,10 +132,10 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
     """
     chars = line.chars
     v0, v1 = (0.0, 1.0) if ink is None else ink_band(ink)
-    columns = None
+    columns: np.ndarray | None = None
     if ink is not None:
         top = int(v0 * ink.shape[0])
-        columns = ink[top : max(top + 1, int(np.ceil(v1 * ink.shape[0])))].any(axis=0)
+        columns = np.asarray(ink[top : max(top + 1, int(np.ceil(v1 * ink.shape[0])))].any(axis=0))
         chars = restore_spaces(chars, columns, (v1 - v0) * ink.shape[0])
     words = _split_words(chars)
     if not words or line.crop_width <= 0:
