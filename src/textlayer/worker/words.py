@@ -11,6 +11,12 @@ from textlayer.worker.recognition import DecodedChar, DecodedLine
 INK_ROW_SHARE = 0.02
 """A crop row holds ink when at least this share of its pixels is dark."""
 
+BOX_MARGIN_Y = 0.12
+"""Word boxes reach this share of the text height above and below the ink (as annotators draw them)."""
+
+BOX_MARGIN_X = 0.08
+"""...and this share of the text height left and right of it."""
+
 
 def ink_mask(crop: np.ndarray) -> np.ndarray:
     """Dark pixels of a line crop (Otsu threshold), as a boolean HxW array."""
@@ -33,25 +39,38 @@ def ink_band(mask: np.ndarray) -> tuple[float, float]:
     return max(0.0, (top - 0.5) / height), min(1.0, (bottom + 0.5) / height)
 
 
-def _snap(columns: np.ndarray, first: float, last: float, low: float, high: float) -> tuple[float, float] | None:
-    """Outermost ink columns of a word whose characters are centred from first to last.
+def _blank_runs(columns: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of blank columns as (start, end) pairs, end exclusive."""
+    padded = np.concatenate(([True], columns, [True])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
-    The search runs from the midpoint towards the previous word to the midpoint towards
-    the next one, which lie in the spaces, so a word never swallows its neighbours.
-    """
+
+def _boundary(runs: list[tuple[int, int]], after: float, before: float) -> float:
+    """Where one word ends and the next begins: the widest blank run between their character centres."""
+    inside = [(b - a, (a + b) / 2) for a, b in runs if after < (a + b) / 2 < before]
+    if not inside:
+        return (after + before) / 2
+    return max(inside)[1]
+
+
+def _ink_extent(columns: np.ndarray, low: float, high: float) -> tuple[float, float] | None:
+    """First and last ink column between two boundaries."""
     lo, hi = int(max(0, np.floor(low))), int(min(len(columns), np.ceil(high)))
-    inked = np.flatnonzero(columns[lo:hi]) + lo
-    left, right = inked[inked <= first], inked[inked >= last]
-    if len(left) == 0 or len(right) == 0:
+    inked = np.flatnonzero(columns[lo:hi])
+    if len(inked) == 0:
         return None
-    return float(left.min()), float(right.max()) + 1.0
+    return float(inked[0] + lo), float(inked[-1] + lo + 1)
 
 
 SPACE_PITCH_RATIO = 1.5
 """Neighbouring characters this many pitches apart may hide a space the recognizer dropped."""
 
 SPACE_GAP_HEIGHT_RATIO = 0.3
-"""...and they do when a blank gap at least this share of the text height separates their ink."""
+"""...and they do when a blank gap at least this share of the text height separates their ink..."""
+
+SPACE_FILL_RATIO = 0.7
+"""...that fills at least this share of the step beyond one pitch."""
 
 
 def restore_spaces(chars: tuple[DecodedChar, ...], columns: np.ndarray, text_height: float) -> tuple[DecodedChar, ...]:
@@ -71,7 +90,10 @@ def restore_spaces(chars: tuple[DecodedChar, ...], columns: np.ndarray, text_hei
         ):
             lo, hi = int(previous.x), int(np.ceil(char.x))
             blank = _longest_run(~columns[lo:hi])
-            if blank >= SPACE_GAP_HEIGHT_RATIO * text_height:
+            # A dropped space leaves clean paper; a dropped character ('.', ',') leaves
+            # ink that splits the blank strip, so the strip must fill most of the extra step.
+            extra = char.x - previous.x - pitch
+            if blank >= max(SPACE_GAP_HEIGHT_RATIO * text_height, SPACE_FILL_RATIO * extra):
                 restored.append(DecodedChar(" ", min(previous.confidence, char.confidence), (previous.x + char.x) / 2))
         restored.append(char)
     return tuple(restored)
@@ -141,6 +163,13 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
     if not words or line.crop_width <= 0:
         return []
     half_pitch = _pitch(words, line.crop_width) / 2.0
+    margin_x, top, bottom = 0.0, v0, v1
+    if ink is not None:
+        text_height = (v1 - v0) * ink.shape[0]
+        margin_x = BOX_MARGIN_X * text_height
+        top = max(0.0, v0 - BOX_MARGIN_Y * (v1 - v0))
+        bottom = min(1.0, v1 + BOX_MARGIN_Y * (v1 - v0))
+    runs = _blank_runs(columns) if columns is not None else []
     placed: list[Word] = []
     for k, word_chars in enumerate(words):
         if len(word_chars) > 1:
@@ -150,19 +179,21 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
             half = half_pitch
         start, end = word_chars[0].x - half, word_chars[-1].x + half
         if columns is not None:
-            # Neighbouring words bound the search, so a snap never swallows them.
-            low = (words[k - 1][-1].x + word_chars[0].x) / 2 if k else 0.0
-            high = (word_chars[-1].x + words[k + 1][0].x) / 2 if k + 1 < len(words) else line.crop_width
-            snapped = _snap(columns, word_chars[0].x, word_chars[-1].x, low, high)
-            if snapped is not None:
-                start, end = snapped
-        u0 = max(0.0, start / line.crop_width)
-        u1 = min(1.0, end / line.crop_width)
+            # Between words: the widest blank strip between their characters. At the line's
+            # ends: no further than half a character beyond the recognizer's estimate, so a
+            # table rule or a speck beside the line does not stretch the box.
+            low = _boundary(runs, words[k - 1][-1].x, word_chars[0].x) if k else start - half_pitch
+            high = _boundary(runs, word_chars[-1].x, words[k + 1][0].x) if k + 1 < len(words) else end + half_pitch
+            extent = _ink_extent(columns, low, high)
+            if extent is not None:
+                start, end = extent
+        u0 = max(0.0, (start - margin_x) / line.crop_width)
+        u1 = min(1.0, (end + margin_x) / line.crop_width)
         word_quad: Quad = (
-            _point_on_line(quad, u0, v0),
-            _point_on_line(quad, u1, v0),
-            _point_on_line(quad, u1, v1),
-            _point_on_line(quad, u0, v1),
+            _point_on_line(quad, u0, top),
+            _point_on_line(quad, u1, top),
+            _point_on_line(quad, u1, bottom),
+            _point_on_line(quad, u0, bottom),
         )
         text = "".join(c.char for c in word_chars)
         confidence = float(np.mean([c.confidence for c in word_chars]))
