@@ -14,6 +14,9 @@ INK_ROW_SHARE = 0.02
 BOX_MARGIN_Y = 0.12
 """Word boxes reach this share of the text height above and below the ink (as annotators draw them)."""
 
+MIN_WORD_WIDTH_RATIO = 0.8
+"""Narrowest word box, as a share of the text height (about one character cell)."""
+
 BOX_MARGIN_X = 0.08
 """...and this share of the text height left and right of it."""
 
@@ -156,14 +159,15 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
     v0, v1 = (0.0, 1.0) if ink is None else ink_band(ink)
     columns: np.ndarray | None = None
     if ink is not None:
-        top = int(v0 * ink.shape[0])
-        columns = np.asarray(ink[top : max(top + 1, int(np.ceil(v1 * ink.shape[0])))].any(axis=0))
+        first_row = int(v0 * ink.shape[0])
+        band = ink[first_row : max(first_row + 1, int(np.ceil(v1 * ink.shape[0])))]
+        columns = np.asarray(band.any(axis=0))
         chars = restore_spaces(chars, columns, (v1 - v0) * ink.shape[0])
     words = _split_words(chars)
     if not words or line.crop_width <= 0:
         return []
     half_pitch = _pitch(words, line.crop_width) / 2.0
-    margin_x, top, bottom = 0.0, v0, v1
+    margin_x, top, bottom, text_height = 0.0, v0, v1, 0.0
     if ink is not None:
         text_height = (v1 - v0) * ink.shape[0]
         margin_x = BOX_MARGIN_X * text_height
@@ -187,6 +191,10 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
             extent = _ink_extent(columns, low, high)
             if extent is not None:
                 start, end = extent
+        if ink is not None and end - start < MIN_WORD_WIDTH_RATIO * text_height:
+            # A lone '1' or ':' gets its character cell, not a sliver: easier to select, as annotated.
+            grow = (MIN_WORD_WIDTH_RATIO * text_height - (end - start)) / 2
+            start, end = start - grow, end + grow
         u0 = max(0.0, (start - margin_x) / line.crop_width)
         u1 = min(1.0, (end + margin_x) / line.crop_width)
         word_quad: Quad = (
