@@ -105,3 +105,12 @@ def test_a_page_without_text_gives_no_lines(predictor):
     blank = np.full((800, 600), 255, dtype=np.uint8)
     result = predictor.recognize(blank)
     assert result.lines == () and result.text == ""
+
+
+@pytest.mark.parametrize("dpi", [100, 600])
+def test_text_size_is_found_whatever_the_scan_resolution(predictor, dpi):
+    # A 600-dpi receipt is detected shrunk, a 100-dpi one enlarged; both must read.
+    page = make_page("receipt", dpi=dpi)
+    result = predictor.recognize(page.image, dpi=dpi)
+    assert _cer(page.text, result.text) <= 0.02
+    assert _box_hit_rate(page, result) >= 0.9
