@@ -16,15 +16,18 @@ from textlayer.errors import TextlayerError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("text", "json", "hocr")
+FORMATS = ("text", "json", "hocr", "pdf")
 
 _OCR_EPILOG = """\
 examples:
   textlayer ocr scan.png                      print the text of a scan
+  textlayer ocr scan.pdf -o searchable.pdf    add an invisible, selectable text layer
+  textlayer ocr photo.jpg -o out.pdf --sidecar out.txt
   textlayer ocr invoice.pdf --format hocr -o invoice.hocr
   textlayer ocr receipt.jpg --model tiny      faster, somewhat less accurate
 
-Pages of a PDF that already carry text are reported and left alone unless --force-ocr.
+Pages of a PDF that already carry text are reported and left alone unless --force-ocr
+(even then, a searchable PDF never gets a second text layer on such a page).
 Exit status: 0 done, 2 the input cannot be processed (the reason is printed), 3 model problem.
 """
 
@@ -50,10 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ocr.add_argument(
         "--format",
         choices=FORMATS,
-        default="text",
-        help="text (reading order, form feed between pages), json (words, boxes, confidences) "
-        "or hocr (XHTML with ocrx_word boxes); default: text",
+        help="text (reading order, form feed between pages), json (words, boxes, confidences), "
+        "hocr (XHTML with ocrx_word boxes) or pdf (the document with an invisible text layer); "
+        "default: pdf when OUTPUT ends in .pdf, else text",
     )
+    ocr.add_argument("--sidecar", type=Path, help="also write the plain text here (form feed between pages)")
     ocr.add_argument("--model", help="model set from models_onnx/manifest.toml: small (default, most accurate) or tiny")
     ocr.add_argument("--dpi", type=int, help="resolution to rasterise PDF pages at (default 300)")
     ocr.add_argument("--force-ocr", action="store_true", help="also OCR PDF pages that already have text")
@@ -95,6 +99,9 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     from textlayer.worker.predictor import OcrPredictor
 
     settings = _settings_for(args)
+    output_format = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "text")
+    if output_format == "pdf" and args.output is None:
+        raise TextlayerError("--format pdf needs -o OUTPUT.pdf (a PDF is not written to a terminal)")
     try:
         data = args.input.read_bytes()
     except OSError as exc:
@@ -103,8 +110,11 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     total = count_pages(data, limits)
     predictor = OcrPredictor.load(settings.model, threads=settings.threads)
     pages: list[PageText | None] = []
+    pages_with_text: list[int] = []
     with tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar:
         for page in iter_pages(data, limits, force_ocr=args.force_ocr):
+            if page.has_text:
+                pages_with_text.append(page.index)
             if page.image is None:
                 print(
                     f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)",
@@ -122,22 +132,33 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
                 )
                 pages.append(result)
             bar.update(1)
-    render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[args.format]
-    output = render(pages)
+    if output_format == "pdf":
+        from textlayer.pdf_overlay import build_searchable_pdf
+
+        output: str | bytes = build_searchable_pdf(data, pages, pages_with_text=pages_with_text)
+    else:
+        render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
+        output = render(pages)
+    if args.sidecar is not None:
+        _write_atomically(args.sidecar, formats.to_text(pages))
     if args.output is None:
-        sys.stdout.write(output)
+        sys.stdout.write(str(output))
     else:
         _write_atomically(args.output, output)
     return 0
 
 
-def _write_atomically(path: Path, content: str) -> None:
+def _write_atomically(path: Path, content: str | bytes) -> None:
     """Write via a temporary file + rename, so a failure never leaves half a file."""
     directory = path.resolve().parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,1 +1,7 @@
-"""Placeholder for the pdf_overlay component (later issues)."""
+"""Searchable PDFs: an invisible text layer over the original pages."""
+
+from __future__ import annotations
+
+from textlayer.pdf_overlay.build import build_searchable_pdf
+
+__all__ = ["build_searchable_pdf"]

@@ -133,3 +133,59 @@ def decode_image(
             f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
         ) from exc
     return pages
+
+
+_EXIF_ROTATIONS = {1: 0, 3: 180, 6: 90, 8: 270}
+"""EXIF orientation -> clockwise turn that shows the stored pixels upright (mirrorings excluded)."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """How a page image is stored, for embedding it in a PDF without loss.
+
+    ``jpeg`` holds the file's bytes when they can be embedded as they are (a plain
+    single-frame JPEG); otherwise ``pixels`` is the upright frame to store losslessly.
+    ``width`` and ``height`` are upright (EXIF orientation applied), like the OCR's pixels.
+    """
+
+    width: int
+    height: int
+    dpi: float | None
+    jpeg: bytes | None
+    exif_rotation: int
+    pixels: Image.Image | None
+
+
+def stored_images(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_frames: int = DEFAULT_MAX_FRAMES
+) -> list[StoredImage]:
+    """Describe each frame of an image for embedding (sizes checked like :func:`decode_image`).
+
+    Raises:
+        InputDocumentError: as :func:`decode_image`.
+    """
+    decode_image_header_checks = decode_image  # same limits, same errors, one code path
+    kind = sniff_image_format(data)
+    result: list[StoredImage] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[kind] if kind else None) as image:
+                if kind == "JPEG":
+                    orientation = image.getexif().get(0x0112, 1)
+                    if orientation in _EXIF_ROTATIONS and image.size[0] * image.size[1] <= max_pixels:
+                        turn = _EXIF_ROTATIONS[orientation]
+                        w, h = image.size if turn in (0, 180) else image.size[::-1]
+                        return [StoredImage(w, h, _dpi(image), data, turn, None)]
+                for frame in _frames(image, max_frames):
+                    if frame.size[0] * frame.size[1] > max_pixels:
+                        break
+                    upright = ImageOps.exif_transpose(frame)
+                    result.append(StoredImage(upright.size[0], upright.size[1], _dpi(frame), None, 0, upright))
+    except (InputDocumentError, Image.DecompressionBombWarning, Image.DecompressionBombError, OSError,
+            ValueError, SyntaxError, EOFError, UnidentifiedImageError):
+        result = []
+    if not result:
+        decode_image_header_checks(data, max_pixels=max_pixels, max_frames=max_frames)  # raises the clear error
+        raise InputDocumentError("The image cannot be read.", reason="corrupt_image")
+    return result

@@ -182,12 +182,12 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
         else:
             half = half_pitch
         start, end = word_chars[0].x - half, word_chars[-1].x + half
+        # Between words: the widest blank strip between their characters. At the line's
+        # ends: no further than half a character beyond the recognizer's estimate, so a
+        # table rule or a speck beside the line does not stretch the box.
+        low = _boundary(runs, words[k - 1][-1].x, word_chars[0].x) if k else start - half_pitch
+        high = _boundary(runs, word_chars[-1].x, words[k + 1][0].x) if k + 1 < len(words) else end + half_pitch
         if columns is not None:
-            # Between words: the widest blank strip between their characters. At the line's
-            # ends: no further than half a character beyond the recognizer's estimate, so a
-            # table rule or a speck beside the line does not stretch the box.
-            low = _boundary(runs, words[k - 1][-1].x, word_chars[0].x) if k else start - half_pitch
-            high = _boundary(runs, word_chars[-1].x, words[k + 1][0].x) if k + 1 < len(words) else end + half_pitch
             extent = _ink_extent(columns, low, high)
             if extent is not None:
                 start, end = extent
@@ -195,8 +195,11 @@ def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = No
             # A lone '1' or ':' gets its character cell, not a sliver: easier to select, as annotated.
             grow = (MIN_WORD_WIDTH_RATIO * text_height - (end - start)) / 2
             start, end = start - grow, end + grow
-        u0 = max(0.0, (start - margin_x) / line.crop_width)
-        u1 = min(1.0, (end + margin_x) / line.crop_width)
+        # Margins never reach past the boundaries: neighbouring word boxes do not overlap.
+        start = max(start - margin_x, low if k else -np.inf)
+        end = min(end + margin_x, high if k + 1 < len(words) else np.inf)
+        u0 = max(0.0, start / line.crop_width)
+        u1 = min(1.0, end / line.crop_width)
         word_quad: Quad = (
             _point_on_line(quad, u0, top),
             _point_on_line(quad, u1, top),
