@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fontTools.fontBuilder import FontBuilder
-from fontTools.ttLib.tables._c_m_a_p import CmapSubtable
 from fontTools.pens.ttGlyphPen import TTGlyphPen
+from fontTools.ttLib.tables._c_m_a_p import CmapSubtable
 from fontTools.ttLib.tables._g_l_y_f import Glyph
 
 UNITS_PER_EM = 1000
@@ -23,8 +23,10 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "textlayer" / "pdf_overlay" 
 
 
 def _box_glyph() -> Glyph:
-    """A filled em box. Never painted (the text layer is invisible), but PDF engines such as
-    PDFium drop one-character words whose glyph has no outline."""
+    """A filled em box, never painted (the text layer is invisible).
+
+    PDF engines such as PDFium drop one-character words whose glyph has no outline.
+    """
     pen = TTGlyphPen(None)
     pen.moveTo((0, DESCENT))
     pen.lineTo((0, ASCENT))
