@@ -99,6 +99,8 @@ def add_text_layers(source: bytes, layers: Mapping[int, bytes]) -> bytes:
         for index, layer in layers.items():
             _graft(writer, index, layer)
         _strip_active_content(writer)
+        # Every layer brings its own copy of the (tiny) font: keep one.
+        writer.compress_identical_objects(remove_identicals=True, remove_orphans=False)
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
