@@ -156,6 +156,14 @@ class StoredImage:
     pixels: Image.Image | None
 
 
+def _embeddable(frame: Image.Image) -> Image.Image:
+    """Modes a PDF stores directly stay; others (16-bit, palette, alpha) become 8-bit like the OCR saw them."""
+    if frame.mode in ("1", "L", "RGB", "CMYK"):
+        return frame
+    pixels = _to_array(frame)
+    return Image.fromarray(pixels if pixels.ndim == 2 else np.ascontiguousarray(pixels[:, :, ::-1]))
+
+
 def stored_images(
     data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_frames: int = DEFAULT_MAX_FRAMES
 ) -> list[StoredImage]:
@@ -164,7 +172,6 @@ def stored_images(
     Raises:
         InputDocumentError: as :func:`decode_image`.
     """
-    decode_image_header_checks = decode_image  # same limits, same errors, one code path
     kind = sniff_image_format(data)
     result: list[StoredImage] = []
     try:
@@ -179,13 +186,22 @@ def stored_images(
                         return [StoredImage(w, h, _dpi(image), data, turn, None)]
                 for frame in _frames(image, max_frames):
                     if frame.size[0] * frame.size[1] > max_pixels:
-                        break
-                    upright = ImageOps.exif_transpose(frame)
+                        raise InputDocumentError("too large")  # decode_image below words it
+                    upright = _embeddable(ImageOps.exif_transpose(frame))
                     result.append(StoredImage(upright.size[0], upright.size[1], _dpi(frame), None, 0, upright))
-    except (InputDocumentError, Image.DecompressionBombWarning, Image.DecompressionBombError, OSError,
-            ValueError, SyntaxError, EOFError, UnidentifiedImageError):
+    except (
+        InputDocumentError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        UnidentifiedImageError,
+    ):
         result = []
     if not result:
-        decode_image_header_checks(data, max_pixels=max_pixels, max_frames=max_frames)  # raises the clear error
+        # Let the decoder say precisely what is wrong (same limits, same messages).
+        decode_image(data, max_pixels=max_pixels, max_frames=max_frames)
         raise InputDocumentError("The image cannot be read.", reason="corrupt_image")
     return result
