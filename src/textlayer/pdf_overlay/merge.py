@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,12 +95,14 @@ def add_text_layers(source: bytes, layers: Mapping[int, bytes]) -> bytes:
         InputDocumentError: the PDF cannot be read or written.
     """
     try:
-        writer = PdfWriter(clone_from=_reader(source))
+        reader = _reader(source)
+        # Unlinked in the reader, so the clone (which follows references) never copies them.
+        _strip_active_content(reader.trailer["/Root"].get_object())
+        writer = PdfWriter(clone_from=reader)
         for index, layer in layers.items():
             _graft(writer, index, layer)
-        _strip_active_content(writer)
         # Every layer brings its own copy of the (tiny) font: keep one.
-        writer.compress_identical_objects(remove_identicals=True, remove_orphans=False)
+        writer.compress_identical_objects(remove_duplicates=True, remove_unreferenced=True)
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
@@ -166,9 +168,20 @@ def _graft(writer: PdfWriter, index: int, layer: bytes) -> None:
     page[NameObject("/Contents")] = ArrayObject([head, *streams, tail])
 
 
-def _strip_active_content(writer: PdfWriter) -> None:
+def _page_dicts(node: Any, depth: int = 0) -> Iterator[DictionaryObject]:
+    """The page dictionaries themselves (reader.pages hands out copies), walking the page tree."""
+    node = node.get_object()
+    if depth > 64:  # a hostile tree may loop
+        return
+    if node.get("/Type") == "/Page" or "/Kids" not in node:
+        yield node
+        return
+    for kid in node["/Kids"]:
+        yield from _page_dicts(kid, depth + 1)
+
+
+def _strip_active_content(root: Any) -> None:
     """Remove JavaScript, open actions, embedded files and launch actions (the output is for reading)."""
-    root = writer._root_object
     for key in ("/OpenAction", "/AA"):
         if key in root:
             log.info("removed %s from the document catalog", key)
@@ -183,7 +196,7 @@ def _strip_active_content(writer: PdfWriter) -> None:
     form = root.get("/AcroForm")
     if form is not None and "/XFA" in form.get_object():
         del form.get_object()["/XFA"]
-    for page in writer.pages:
+    for page in _page_dicts(root["/Pages"]):
         if "/AA" in page:
             del page["/AA"]
         annotations = page.get("/Annots")
