@@ -60,13 +60,32 @@ def _pdf(source: bytes, pages: Sequence[PageText | None], with_text: set[int]) -
     return add_text_layers(source, layers)
 
 
+BODY_TEXT_BOX_PT = 11.0
+"""Height of a word box of typical 10-pt body text (ascenders to descenders, with margins)."""
+
+
+def _dpi_from_text(page: PageText | None) -> float:
+    """Resolution of an image that does not say: the one that makes its text body-text sized.
+
+    Phone photos and many scans carry no (or a meaningless) resolution; sizing the page by
+    its text keeps selections and zoom levels sensible in viewers.
+    """
+    heights = sorted(
+        abs(w.quad[3][1] - w.quad[0][1]) + abs(w.quad[3][0] - w.quad[0][0]) for w in (page.words if page else [])
+    )
+    if len(heights) < 5:
+        return DEFAULT_IMAGE_DPI
+    typical = heights[len(heights) // 2]
+    return min(max(typical * 72.0 / BODY_TEXT_BOX_PT, 72.0), 600.0)
+
+
 def _images(source: bytes, pages: Sequence[PageText | None]) -> bytes:
     stored = stored_images(source)
     if len(pages) != len(stored):
         raise InputDocumentError(f"got OCR results for {len(pages)} pages, but the image has {len(stored)}")
     images = []
-    for image in stored:
-        scale = 72.0 / (image.dpi or DEFAULT_IMAGE_DPI)
+    for image, page in zip(stored, pages, strict=True):
+        scale = 72.0 / ((page.dpi if page else None) or image.dpi or _dpi_from_text(page))
         images.append(
             ImagePage(
                 width_pt=image.width * scale,
