@@ -626,8 +626,8 @@ def timed_run(engine: Engine, page: Page) -> Pred:
     return pred
 
 
-def run_all(engines: list[Engine], runs: list[SetRun], warmup: bool) -> None:
-    """Interleaved, rotated runs over every page of every set."""
+def run_all(engines: list[Engine], runs: list[SetRun], warmup: bool) -> Iterator[SetRun]:
+    """Interleaved, rotated runs over every page of every set; yields each set when done."""
     if warmup and runs and runs[0].pages:
         for engine in engines:
             timed_run(engine, runs[0].pages[0])  # sessions allocate arenas on first use
@@ -649,6 +649,7 @@ def run_all(engines: list[Engine], runs: list[SetRun], warmup: bool) -> None:
             )
         for engine in engines:
             run.loadavg[engine.name].append(list(os.getloadavg()))
+        yield run
 
 
 # --------------------------------------------------------------------------- report
@@ -877,12 +878,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(flush=True)
 
-    try:
-        run_all(engines, runs, warmup=not args.no_warmup)
-    finally:
-        for engine in engines:
-            engine.close()
-
     out_dir = args.out or DEFAULT_OUT_DIR / time.strftime("engine-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = next((e.name for e in engines if isinstance(e, PaddleV6Engine)), f"ppocrv6-{args.model}")
@@ -894,36 +889,48 @@ def main(argv: list[str] | None = None) -> int:
     }
     print("All rates in percent, case-insensitive (ci); CER/WER lower is better, F1 higher is better.")
     print("Stage split: mean s/page; textlayer from its timings_s, raw engines from the packages' det/rec calls.")
-    for run in runs:
-        scores: dict[str, dict[str, Any]] = {}
-        per_image: dict[str, Any] = {}
-        splits: dict[str, dict[str, float]] = {}
+    print(f"Results are written to {out_dir} as each set completes.", flush=True)
+    try:
+        for run in run_all(engines, runs, warmup=not args.no_warmup):
+            # Score and write each set as soon as it is done: a long run that dies keeps what it had.
+            summary["sets"][run.name] = report_set(run, engines, scorer, raw, out_dir)
+            (out_dir / "scores.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    finally:
         for engine in engines:
-            pred = pred_file(run, engine.name)
-            (out_dir / f"pred_{engine.name}_{run.name}.json").write_text(
-                json.dumps(pred, ensure_ascii=False), encoding="utf-8"
-            )
-            agg, per = scorer.score(run.manifest, pred)
-            splits[engine.name] = split_means(run.preds[engine.name])
-            agg["split_mean_s"] = splits[engine.name]
-            scores[engine.name] = agg
-            per_image[engine.name] = per
-        n_words = sum(len(im["words"]) for im in run.manifest["images"])
-        print(f"\n### {run.name} ({len(run.pages)} images, {n_words} GT words)\n")
-        print(table(run, scores, splits))
-        print()
-        stages = stage_means(run.preds.get(TEXTLAYER, {}))
-        if stages:
-            # "other" above hides orientation / layout; show textlayer's own stages as reported.
-            scores[TEXTLAYER]["timings_s_mean"] = stages
-            print("  textlayer timings_s, mean s/page: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
-        for line in ratio_lines(scores, raw):
-            print(line)
-        summary["sets"][run.name] = scores
-        (out_dir / f"per_image_scores_{run.name}.json").write_text(json.dumps(per_image), encoding="utf-8")
-    (out_dir / "scores.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+            engine.close()
     print(f"\npredictions and scores written to {out_dir}")
     return 0
+
+
+def report_set(run: SetRun, engines: list[Engine], scorer: ModuleType, raw: str, out_dir: Path) -> dict[str, Any]:
+    """Score one finished set, print its table and ratio lines, write its JSON files."""
+    scores: dict[str, dict[str, Any]] = {}
+    per_image: dict[str, Any] = {}
+    splits: dict[str, dict[str, float]] = {}
+    for engine in engines:
+        pred = pred_file(run, engine.name)
+        (out_dir / f"pred_{engine.name}_{run.name}.json").write_text(
+            json.dumps(pred, ensure_ascii=False), encoding="utf-8"
+        )
+        agg, per = scorer.score(run.manifest, pred)
+        splits[engine.name] = split_means(run.preds[engine.name])
+        agg["split_mean_s"] = splits[engine.name]
+        scores[engine.name] = agg
+        per_image[engine.name] = per
+    n_words = sum(len(im["words"]) for im in run.manifest["images"])
+    print(f"\n### {run.name} ({len(run.pages)} images, {n_words} GT words)\n")
+    print(table(run, scores, splits))
+    print()
+    stages = stage_means(run.preds.get(TEXTLAYER, {}))
+    if stages:
+        # "other" above hides orientation / layout; show textlayer's own stages as reported.
+        scores[TEXTLAYER]["timings_s_mean"] = stages
+        print("  textlayer timings_s, mean s/page: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
+    for line in ratio_lines(scores, raw):
+        print(line)
+    sys.stdout.flush()
+    (out_dir / f"per_image_scores_{run.name}.json").write_text(json.dumps(per_image), encoding="utf-8")
+    return scores
 
 
 if __name__ == "__main__":
