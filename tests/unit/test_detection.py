@@ -71,3 +71,11 @@ def test_vertical_share_detects_sideways_text():
 
     assert detection.vertical_share([box(20, 300)] * 5 + [box(300, 20)]) > 0.8
     assert detection.vertical_share([box(300, 20)] * 5) == 0.0
+
+
+def test_probe_boxes_are_kept_when_the_text_was_readable_at_probe_size():
+    # A4 at 300 dpi probed at 0.36: 45-px lines are 16 px there, fine for the detector.
+    assert detection.probe_is_enough([45.0] * 20, 0.365)
+    # Tiny print at probe size: look again, closer.
+    assert not detection.probe_is_enough([20.0] * 20, 0.365)
+    assert not detection.probe_is_enough([], 1.0)

@@ -23,6 +23,10 @@ MAX_DETECTOR_PIXELS = 12_000_000
 PROBE_SIDE_PX = 1280
 """Longer side of the quick first detection pass that measures the text size."""
 
+PROBE_MIN_LINE_PX = 12.0
+PROBE_MAX_LINE_PX = 48.0
+"""Typical line heights (at probe scale) for which the probe's own boxes are kept."""
+
 
 @dataclass(frozen=True)
 class DetectorParams:
@@ -90,6 +94,18 @@ def choose_scale(line_heights_px: list[float], shape: tuple[int, ...]) -> float:
     scale = min(scale, 2.0, MAX_DETECTOR_SIDE_PX / max(height, width))
     scale = min(scale, math.sqrt(MAX_DETECTOR_PIXELS / float(height * width)))
     return max(scale, 32.0 / min(height, width), 0.05)
+
+
+def probe_is_enough(line_heights_px: list[float], probe: float) -> bool:
+    """Whether the probe pass already saw the text at a size the detector reads well.
+
+    Then its boxes are final and the page is detected once; only pages whose text was
+    too small (or absurdly large) at probe size are detected again at the chosen scale.
+    """
+    if not line_heights_px:
+        return False
+    typical = float(np.percentile(np.asarray(line_heights_px), 40)) * probe
+    return PROBE_MIN_LINE_PX <= typical <= PROBE_MAX_LINE_PX
 
 
 def preprocess(image: np.ndarray, scale: float, params: DetectorParams) -> tuple[np.ndarray, float, float]:

@@ -157,8 +157,11 @@ class OcrPredictor:
             rotation, probe_boxes, probe = self._orient(image)
             upright = orientation.rotate_image(image, rotation)
         with timer.stage("detection"):
-            scale = detection.choose_scale(detection.line_heights(probe_boxes), upright.shape)
-            boxes = probe_boxes if abs(scale - probe) / probe < 0.15 else self._detect(upright, scale)
+            heights = detection.line_heights(probe_boxes)
+            if detection.probe_is_enough(heights, probe):
+                boxes = probe_boxes
+            else:
+                boxes = self._detect(upright, detection.choose_scale(heights, upright.shape))
         with timer.stage("recognition"):
             quads = [b.quad for b in boxes]
             crops = [recognition.crop_line(upright, q) for q in quads]
