@@ -121,8 +121,8 @@ class OcrPredictor:
         probs = self._m.line_classifier.run(recognition.classifier_batch(crops))
         return [float(p[1]) for p in probs]
 
-    def _orient(self, image: np.ndarray) -> tuple[int, list[detection.TextBox], float]:
-        """Find the page rotation; returns it with the probe boxes (upright page) and probe scale."""
+    def _orient(self, image: np.ndarray) -> tuple[int, np.ndarray, list[detection.TextBox], float]:
+        """Find the page rotation; returns it with the upright page, its probe boxes and the probe scale."""
         rotation = 0
         scale = detection.probe_scale(image.shape)
         boxes = self._detect(image, scale)
@@ -135,9 +135,12 @@ class OcrPredictor:
         crops = [recognition.crop_line(image, b.quad) for b in sample]
         if orientation.is_upside_down(self._flip_probabilities(crops), [b.width for b in sample]):
             rotation += 180
+            height, width = image.shape[:2]
             image = orientation.rotate_image(image, 180)
-            boxes = self._detect(image, scale)
-        return rotation % 360, boxes, scale
+            # Turning the boxes is exact; no need to detect the page again.
+            turn = np.array([width, height], dtype=np.float32)
+            boxes = [detection.TextBox((turn - b.quad)[[2, 3, 0, 1]], b.score) for b in boxes]
+        return rotation % 360, image, boxes, scale
 
     def recognize(self, image: np.ndarray, dpi: float | None = None) -> PageText:
         """OCR one page image.
@@ -154,8 +157,7 @@ class OcrPredictor:
         height, width = image.shape[:2]
         timer = _Timer()
         with timer.stage("orientation"):
-            rotation, probe_boxes, probe = self._orient(image)
-            upright = orientation.rotate_image(image, rotation)
+            rotation, upright, probe_boxes, probe = self._orient(image)
         with timer.stage("detection"):
             heights = detection.line_heights(probe_boxes)
             if detection.probe_is_enough(heights, probe):
