@@ -63,9 +63,11 @@ class SandboxTimeout(SandboxError):
 
 
 class SandboxCrashed(SandboxError):
-    """The jailed worker died (signal, OOM or seccomp kill)."""
+    """The jailed worker died (signal, OOM or seccomp kill); ``reason`` names the cause."""
 
     reason = "worker_crashed"
+    returncode: int | None = None
+    """The worker launcher's exit status (``-signal`` for a signal), when known."""
 
 
 class OcrUnavailable(TextlayerError):

@@ -86,12 +86,16 @@ def _frames(image: Image.Image, max_frames: int) -> Iterator[Image.Image]:
 
 
 def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_frames: int = DEFAULT_MAX_FRAMES
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    frame: int | None = None,
 ) -> list[DecodedImage]:
     """Decode a PNG, JPEG or (multi-page) TIFF into page arrays, EXIF orientation applied.
 
     Sizes are checked from the header before any pixel is decoded, so a decompression
-    bomb costs nothing.
+    bomb costs nothing. ``frame`` decodes only that page of a multi-page file.
 
     Raises:
         InputDocumentError: empty, unsupported, corrupt, truncated or too large.
@@ -107,8 +111,10 @@ def decode_image(
             # Pillow only warns about bombs up to twice its own limit; we refuse instead.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
-                for index, frame in enumerate(_frames(image, max_frames)):
-                    width, height = frame.size
+                for index, current in enumerate(_frames(image, max_frames)):
+                    if frame is not None and index != frame:
+                        continue
+                    width, height = current.size
                     if width * height > max_pixels:
                         raise InputDocumentError(
                             f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
@@ -117,8 +123,8 @@ def decode_image(
                         )
                     if width < 1 or height < 1:
                         raise InputDocumentError(f"Page {index + 1} has no pixels.", reason="corrupt_image")
-                    upright = ImageOps.exif_transpose(frame)
-                    pages.append(DecodedImage(_to_array(upright), _dpi(frame), index))
+                    upright = ImageOps.exif_transpose(current)
+                    pages.append(DecodedImage(_to_array(upright), _dpi(current), index))
     except InputDocumentError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -132,7 +138,41 @@ def decode_image(
         raise InputDocumentError(
             f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
         ) from exc
+    if frame is not None and not pages:
+        raise InputDocumentError(f"The image has no page {frame + 1}.", reason="no_such_page")
     return pages
+
+
+def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
+    """Pages of a PNG, JPEG or TIFF from its headers alone (no pixel is decoded).
+
+    Raises:
+        InputDocumentError: not a readable image, or more pages than ``max_frames``.
+    """
+    kind = sniff_image_format(data)
+    if kind is None:
+        raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
+    try:
+        with Image.open(io.BytesIO(data), formats=[kind]) as image:
+            count = int(getattr(image, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputDocumentError(
+            f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
+        ) from exc
+    if count > max_frames:
+        raise InputDocumentError(
+            f"The image has {count} pages; at most {max_frames} are accepted. Split it and upload the parts.",
+            reason="too_many_pages",
+        )
+    return count
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Losslessly encode page pixels (gray or BGR) for the trip into a jailed worker; fast, not small."""
+    pixels = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 _EXIF_ROTATIONS = {1: 0, 3: 180, 6: 90, 8: 270}

@@ -17,6 +17,9 @@ from textlayer.errors import ModelError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+if hasattr(ort, "disable_telemetry_events"):
+    ort.disable_telemetry_events()
+
 
 @dataclass(frozen=True)
 class EngineConfig:

@@ -1,0 +1,235 @@
+"""``python -m textlayer.sandbox.child CONFIG``: build the jail, load the models, lock down, serve.
+
+Runs in the worker process the supervisor starts. The order is the whole point
+(design/SANDBOX.md §1): namespaces while single-threaded (only the standard library is imported
+until then), a private read-only root, rlimits, capabilities dropped and no_new_privs, then
+the trusted start-up (imports, model sessions, warm-up of every path), then lockdown (close
+descriptors, Landlock, seccomp on all threads) and only then READY and untrusted bytes.
+
+Process tree with namespaces: launcher (host, mirrors the reaper's fate) -> reaper (PID 1 of
+the new pid namespace) -> worker (PID 2). A namespace's PID 1 ignores signals it sends itself,
+so the worker must not be PID 1 (SIGABRT would turn into SIGSEGV).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import sys
+import time
+from typing import Any, NoReturn
+
+from textlayer.sandbox import landlock, namespaces, privileges, seccomp, syscalls
+from textlayer.sandbox.policy import SandboxPolicy
+from textlayer.sandbox.protocol import (
+    EXIT_CONFIG,
+    EXIT_PROTOCOL,
+    MAX_HEADER_BYTES,
+    PREFIX,
+    ProtocolViolation,
+    encode,
+    parse_header,
+    parse_prefix,
+    read_exactly,
+    write_all,
+)
+
+MIB = 1024 * 1024
+
+
+def _say(message: str) -> None:
+    try:
+        os.write(2, f"[jail {os.getpid()}] {message}\n".encode())
+    except OSError:
+        pass
+
+
+def _fail_config(message: str) -> NoReturn:
+    _say(f"configuration error: {message}")
+    os._exit(EXIT_CONFIG)
+
+
+def _mirror_exit(code: int, *, is_namespace_init: bool) -> NoReturn:
+    """End this process the way its child ended, so the supervisor sees the worker's own death."""
+    sig = -code if code < 0 else (code - 128 if code > 128 else 0)
+    if sig and not is_namespace_init:
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    # A namespace's PID 1 cannot die of a signal it sends itself: encode it as 128+signal.
+    os._exit(128 + sig if sig else code)
+
+
+def _fork_and_mirror(ipc_fd: int) -> None:
+    """Fork; the parent closes its copy of the IPC socket, waits for the child and mirrors it."""
+    child = os.fork()
+    if child == 0:
+        return
+    os.close(ipc_fd)  # the supervisor must see EOF the moment the worker dies
+    is_init = os.getpid() == 1
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(EXIT_CONFIG)
+        if pid == child:
+            _mirror_exit(os.waitstatus_to_exitcode(status), is_namespace_init=is_init)
+
+
+def _enter_namespaces(policy: SandboxPolicy, read_only_paths: list[str], ipc_fd: int, layers: dict[str, Any]) -> bool:
+    """Build every namespace the host allows; returns True when root was dropped to the service uid."""
+    euid, egid = os.geteuid(), os.getegid()
+    flags = sum(namespaces.NAMESPACE_FLAGS.values())
+    try:
+        if euid == 0:
+            # Real root builds the mounts first (it can read an interpreter under /root), then
+            # drops to the service uid and enters the user namespace as that uid.
+            namespaces.unshare(flags & ~namespaces.CLONE_NEWUSER)
+        else:
+            namespaces.unshare(flags)
+            namespaces.write_id_maps(euid, egid)
+    except OSError as exc:
+        layers["namespaces"] = f"unavailable: {exc.strerror or exc}"
+        if policy.layers == "require":
+            _fail_config(f"namespaces are required by the policy but unavailable ({exc})")
+        return False
+    layers["namespaces"] = sorted(name for name in namespaces.NAMESPACE_FLAGS if euid != 0 or name != "user")
+    _fork_and_mirror(ipc_fd)
+    # Reaper, PID 1 of the new pid namespace.
+    privileges.die_with_parent()
+    try:
+        namespaces.set_hostname()
+    except OSError as exc:
+        layers["hostname"] = f"unavailable: {exc}"
+    try:
+        layers["root"] = {"pivot_root": True, "read_only_binds": namespaces.build_root(read_only_paths)}
+    except OSError as exc:
+        layers["root"] = f"unavailable: {exc}"
+        if policy.layers == "require":
+            _fail_config(f"the private root could not be built ({exc})")
+    dropped = False
+    if euid == 0:
+        try:
+            namespaces.drop_to(policy.service_uid, policy.service_gid)
+        except OSError as exc:
+            _fail_config(f"cannot drop root to uid {policy.service_uid} ({exc})")
+        dropped = True
+        privileges.die_with_parent()  # a uid change clears the parent-death signal
+        privileges.set_dumpable(True)  # else /proc/self/uid_map stays root's
+        try:
+            namespaces.unshare(namespaces.CLONE_NEWUSER)
+            namespaces.write_id_maps(policy.service_uid, policy.service_gid)
+            layers["namespaces"] = sorted(namespaces.NAMESPACE_FLAGS)
+        except OSError as exc:
+            layers["user_namespace"] = f"unavailable: {exc}"
+            if policy.layers == "require":
+                _fail_config(f"the user namespace could not be built ({exc})")
+    _fork_and_mirror(ipc_fd)
+    privileges.die_with_parent()
+    return dropped
+
+
+def _serve(fd: int, policy: SandboxPolicy, handlers: Any, buffer: mmap.mmap) -> NoReturn:
+    prefix = bytearray(PREFIX.size)
+    header_buffer = bytearray(MAX_HEADER_BYTES)
+    payload_view = memoryview(buffer)
+    header_view = memoryview(header_buffer)
+    max_request = policy.max_request_mib * MIB
+    max_reply = policy.max_reply_mib * MIB
+    while True:
+        try:
+            read_exactly(fd, memoryview(prefix))
+            header_len, payload_len = parse_prefix(bytes(prefix), max_request)
+            read_exactly(fd, header_view[:header_len])
+            header = parse_header(bytes(header_view[:header_len]))
+            read_exactly(fd, payload_view[:payload_len])
+        except EOFError:
+            os._exit(0)  # the supervisor closed the connection: retire quietly
+        except ProtocolViolation as exc:
+            _say(f"protocol violation: {exc}")
+            os._exit(EXIT_PROTOCOL)
+        reply_header, reply_payload = handlers.handle(header, bytes(payload_view[:payload_len]))
+        if len(reply_payload) > max_reply:
+            reply_header = {"ok": False, "error": "internal", "message": "the reply is larger than the reply cap"}
+            reply_payload = b""
+        reply_header["id"] = header.get("id")
+        write_all(fd, encode(reply_header, reply_payload))
+
+
+def main(argv: list[str]) -> NoReturn:
+    """Become a jailed worker; never returns."""
+    started = time.monotonic()
+    config = json.loads(argv[1])
+    policy = SandboxPolicy.from_json(json.dumps(config["policy"]))
+    fd = int(config["fd"])
+    privileges.die_with_parent()
+    layers: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    if namespaces.thread_count() != 1:
+        _fail_config("a thread exists before the jail is built (something imported too early)")
+    arch = syscalls.machine()
+    dropped = _enter_namespaces(policy, list(config["read_only_paths"]), fd, layers)
+    timings["namespaces"] = time.monotonic() - started
+
+    # Worker (PID 2 when namespaces exist): limits and privileges before any untrusted library loads.
+    mark = time.monotonic()
+    last_cap = privileges.last_capability()
+    layers["rlimits"] = privileges.set_limits(
+        address_space_mib=policy.address_space_mib, open_files=policy.open_files, cpu_lifetime_s=policy.cpu_lifetime_s
+    )
+    if dropped or os.geteuid() != 0:
+        privileges.drop_capabilities(last_cap)
+    privileges.set_no_new_privs()
+    landlock_abi = landlock.abi_version()
+
+    try:
+        import cv2
+
+        from textlayer.sandbox.handlers import Handlers, warm_up
+        from textlayer.worker.predictor import OcrPredictor
+
+        cv2.setNumThreads(policy.threads)
+        timings["imports"] = time.monotonic() - mark
+        mark = time.monotonic()
+        predictor = OcrPredictor.load(policy.model, threads=policy.threads)
+        timings["models"] = time.monotonic() - mark
+        mark = time.monotonic()
+        handlers = Handlers(policy, predictor, lambda data: write_all(fd, data))
+        warm_up(handlers)
+        timings["warm_up"] = time.monotonic() - mark
+    except Exception as exc:  # any start-up failure is a configuration problem, not a crash to retry
+        _fail_config(f"start-up failed: {type(exc).__name__}: {exc}")
+    if os.geteuid() == 0 and not dropped:
+        # No namespaces (prefer mode, run as root): the imports needed root's files; drop now.
+        try:
+            namespaces.drop_to(policy.service_uid, policy.service_gid)
+        except OSError as exc:
+            _fail_config(f"cannot drop root to uid {policy.service_uid} ({exc})")
+        privileges.drop_capabilities(last_cap)
+
+    mark = time.monotonic()
+    buffer = mmap.mmap(-1, max(policy.max_request_mib * MIB, mmap.PAGESIZE))  # reserved now, zero pages on use
+    privileges.close_other_fds((0, 1, 2, fd))
+    layers["landlock_abi"] = landlock_abi
+    if landlock_abi >= 1:
+        try:
+            landlock.restrict_self(landlock_abi)
+        except OSError as exc:
+            layers["landlock_abi"] = f"unavailable: {exc}"
+    try:
+        seccomp.install(seccomp.build_filter(arch, os.getpid()), arch)
+    except OSError as exc:
+        _fail_config(f"the seccomp filter could not be installed ({exc}); seccomp is mandatory")
+    layers["seccomp"] = "kill_process allowlist, all threads"
+    layers["no_new_privs"] = True
+    timings["lockdown"] = time.monotonic() - mark
+    timings["total"] = time.monotonic() - started
+    ready = {"ready": True, "pid": os.getpid(), "layers": layers, "timings_s": timings}
+    write_all(fd, encode(ready))
+    _serve(fd, policy, handlers, buffer)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
