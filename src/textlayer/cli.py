@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textlayer import __version__
 from textlayer.config import Settings
-from textlayer.errors import TextlayerError
+from textlayer.errors import SandboxCrashed, TextlayerError
+
+if TYPE_CHECKING:
+    from textlayer.elements import PageText
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,8 @@ examples:
 
 Pages of a PDF that already carry text are reported and left alone unless --force-ocr
 (even then, a searchable PDF never gets a second text layer on such a page).
+The document is decoded and read inside a jailed worker process (seccomp allowlist, namespaces,
+read-only private root, no network); `textlayer sandbox check` shows the layers on this host.
 Exit status: 0 done, 2 the input cannot be processed (the reason is printed), 3 model problem.
 """
 
@@ -63,7 +71,31 @@ def _build_parser() -> argparse.ArgumentParser:
     ocr.add_argument("--force-ocr", action="store_true", help="also OCR PDF pages that already have text")
     ocr.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
     ocr.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
+    ocr.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="debugging only: decode and OCR in this process instead of the seccomp/namespace jail",
+    )
     ocr.set_defaults(handler=_cmd_ocr)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="show how OCR workers are jailed on this host",
+        description="Start one jailed OCR worker, verify it from the outside and print the layers in force.",
+    )
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+    check = sandbox_commands.add_parser(
+        "check",
+        help="print the jail layers in force on this host",
+        description="Start a jailed worker as textlayer ocr would, verify it from /proc and print its layers. "
+        "TEXTLAYER_SANDBOX_LAYERS=prefer allows hosts without user namespaces (containers).",
+    )
+    check.add_argument(
+        "--escape-suite",
+        action="store_true",
+        help="also run the harmless escape probes inside the jail and show how each was stopped",
+    )
+    check.set_defaults(handler=_cmd_sandbox_check)
 
     models = commands.add_parser(
         "models",
@@ -80,10 +112,10 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     except ValueError as exc:
         raise TextlayerError(f"bad setting: {exc}") from exc
     overrides = {
-        "model": args.model,
-        "pdf_dpi": args.dpi,
-        "max_pixels": args.max_pixels,
-        "threads": args.threads,
+        "model": getattr(args, "model", None),
+        "pdf_dpi": getattr(args, "dpi", None),
+        "max_pixels": getattr(args, "max_pixels", None),
+        "threads": getattr(args, "threads", None),
     }
     values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
     return Settings(**values)
@@ -94,9 +126,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from textlayer import formats
-    from textlayer.documents import DocumentLimits, count_pages, iter_pages
-    from textlayer.elements import PageText
-    from textlayer.worker.predictor import OcrPredictor
+    from textlayer.documents import DocumentLimits, count_pages
 
     settings = _settings_for(args)
     output_format = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "text")
@@ -108,29 +138,28 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         raise TextlayerError(f"cannot read {args.input}: {exc.strerror}") from exc
     limits = DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages, dpi=settings.pdf_dpi)
     total = count_pages(data, limits)
-    predictor = OcrPredictor.load(settings.model, threads=settings.threads)
-    pages: list[PageText | None] = []
+    pages: list[PageText | None] = []  # noqa: F821 (annotation only)
     pages_with_text: list[int] = []
-    with tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar:
-        for page in iter_pages(data, limits, force_ocr=args.force_ocr):
-            if page.has_text:
-                pages_with_text.append(page.index)
-            if page.image is None:
+    with _page_reader(args, settings, data, limits) as reader, tqdm(
+        total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr
+    ) as bar:
+        for index, has_text, result in reader:
+            if has_text:
+                pages_with_text.append(index)
+            if result is None:
                 print(
-                    f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)",
+                    f"textlayer: page {index + 1} already has text; skipped (--force-ocr to OCR it)",
                     file=sys.stderr,
                 )
-                pages.append(None)
             else:
-                result = predictor.recognize(page.image, dpi=page.dpi)
                 log.info(
                     "page %d: %d lines, rotation %d, %s",
-                    page.index + 1,
+                    index + 1,
                     len(result.lines),
                     result.rotation,
                     {k: round(v, 2) for k, v in result.timings_s.items()},
                 )
-                pages.append(result)
+            pages.append(result)
             bar.update(1)
     if output_format == "pdf":
         from textlayer.pdf_overlay import build_searchable_pdf
@@ -146,6 +175,72 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     else:
         _write_atomically(args.output, output)
     return 0
+
+
+PageResults = Iterator[tuple[int, bool, "PageText | None"]]
+
+
+@contextlib.contextmanager
+def _page_reader(args: argparse.Namespace, settings: Settings, data: bytes, limits: Any) -> Iterator[PageResults]:
+    """(page index, already has text, OCR result or None) for each page, jailed unless --no-sandbox."""
+    from textlayer.documents import iter_encoded_pages, iter_pages
+
+    if args.no_sandbox:
+        from textlayer.worker.predictor import OcrPredictor
+
+        print(
+            "textlayer: warning: --no-sandbox: the document is decoded and OCRed in this process, outside the jail; "
+            "use it only for debugging and on files you trust",
+            file=sys.stderr,
+        )
+        predictor = OcrPredictor.load(settings.model, threads=settings.threads)
+        yield (
+            (page.index, page.has_text, None if page.image is None else predictor.recognize(page.image, dpi=page.dpi))
+            for page in iter_pages(data, limits, force_ocr=args.force_ocr)
+        )
+        return
+    from textlayer.sandbox import SandboxPool
+
+    with SandboxPool(settings.sandbox_policy()) as pool:
+        yield (
+            (
+                page.index,
+                page.has_text,
+                None if page.data is None else pool.recognize(page.data, dpi=page.dpi, frame=page.frame),
+            )
+            for page in iter_encoded_pages(data, limits, force_ocr=args.force_ocr)
+        )
+
+
+def _cmd_sandbox_check(args: argparse.Namespace) -> int:
+    from textlayer.sandbox import SandboxPool, landlock, probes
+
+    settings = _settings_for(args)
+    print(f"kernel {os.uname().release} {os.uname().machine}; running as uid {os.geteuid()}")
+    print(f"Landlock ABI {landlock.abi_version() or 'unavailable'}; layer policy: {settings.sandbox_layers}")
+    with SandboxPool(settings.sandbox_policy(test_hooks=args.escape_suite)) as pool:
+        (worker,) = pool.live_workers
+        print(f"worker pid {worker.pid}: verified from /proc (Seccomp 2, NoNewPrivs 1, CapEff 0 on every thread)")
+        for layer, value in sorted(pool.layers.items()):
+            print(f"  {layer:14} {json.dumps(value)}")
+        print("  start-up       " + ", ".join(f"{k} {v:.2f} s" for k, v in worker.timings_s.items()))
+        if not args.escape_suite:
+            return 0
+        escaped = 0
+        pid = probes.unused_pid()
+        with tempfile.TemporaryDirectory(prefix="textlayer-probe-") as scratch:
+            print("escape suite (each probe is harmless outside a jail):")
+            for name in probes.PROBES:
+                try:
+                    header, _ = pool.call({"op": "probe", "name": name, "scratch": scratch, "pid": pid}, retry=False)
+                    outcome = str(header.get("outcome"))
+                except SandboxCrashed as exc:
+                    outcome = f"killed ({exc.reason})"
+                    pool.call({"op": "ping"})  # waits for the replacement worker; a success resets the backoff
+                escaped += outcome.startswith("escaped")
+                print(f"  {name:14} {outcome}")
+        print("all probes blocked" if not escaped else f"{escaped} probe(s) ESCAPED")
+        return 0 if not escaped else 4
 
 
 def _write_atomically(path: Path, content: str | bytes) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textlayer.documents import DEFAULT_DPI, DEFAULT_MAX_PAGES
+from textlayer.sandbox.policy import SandboxPolicy
 from textlayer.worker.decode import DEFAULT_MAX_PIXELS
 from textlayer.worker.manifest import DEFAULT_MODEL_SET
 
@@ -23,6 +24,13 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name) or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with safe defaults."""
@@ -38,6 +46,26 @@ class Settings:
     pdf_dpi: int = DEFAULT_DPI
     """Resolution PDF pages are rasterised at."""
 
+    sandbox_layers: str = "require"
+    """``require``: refuse to run without namespaces; ``prefer``: report and go on (containers)."""
+    sandbox_deadline_s: int = 120
+    """Wall clock for one page inside the jail."""
+    sandbox_memory_mib: int = SandboxPolicy.address_space_mib
+    """Address-space limit of a jailed worker."""
+
+    def sandbox_policy(self, *, workers: int = 1, test_hooks: bool = False) -> SandboxPolicy:
+        """The jail policy these settings describe."""
+        return SandboxPolicy(
+            layers="prefer" if self.sandbox_layers == "prefer" else "require",
+            workers=workers,
+            model=self.model,
+            threads=self.threads,
+            max_pixels=self.max_pixels,
+            deadline_s=float(self.sandbox_deadline_s),
+            address_space_mib=self.sandbox_memory_mib,
+            test_hooks=test_hooks,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read ``TEXTLAYER_*`` variables; unknown values raise ``ValueError``."""
@@ -47,4 +75,7 @@ class Settings:
             max_pixels=_int(environ, "TEXTLAYER_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             max_pages=_int(environ, "TEXTLAYER_MAX_PAGES", DEFAULT_MAX_PAGES),
             pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
+            sandbox_layers=_choice(environ, "TEXTLAYER_SANDBOX_LAYERS", ("require", "prefer")),
+            sandbox_deadline_s=_int(environ, "TEXTLAYER_SANDBOX_DEADLINE_S", 120),
+            sandbox_memory_mib=_int(environ, "TEXTLAYER_SANDBOX_MEMORY_MIB", SandboxPolicy.address_space_mib, minimum=512),
         )

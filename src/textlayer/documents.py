@@ -10,7 +10,14 @@ import numpy as np
 import pypdfium2 as pdfium
 
 from textlayer.errors import InputDocumentError
-from textlayer.worker.decode import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, decode_image, sniff_image_format
+from textlayer.worker.decode import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    count_frames,
+    decode_image,
+    encode_png,
+    sniff_image_format,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,17 @@ class SourcePage:
     index: int
     image: np.ndarray | None
     dpi: float | None
+    has_text: bool = False
+
+
+@dataclass(frozen=True)
+class EncodedPage:
+    """One page on its way into a jailed worker: encoded image bytes (never decoded here) and which frame."""
+
+    index: int
+    data: bytes | None
+    frame: int = 0
+    dpi: float | None = None
     has_text: bool = False
 
 
@@ -63,7 +81,7 @@ def count_pages(data: bytes, limits: DocumentLimits | None = None) -> int:
     """Number of pages (for progress bars), validating the document on the way."""
     limits = limits or DocumentLimits()
     if document_kind(data) != "PDF":
-        return len(decode_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_pages))
+        return count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
     pdf = _open_pdf(data)
     try:
         return _checked_page_count(pdf, limits)
@@ -94,6 +112,27 @@ def iter_pages(data: bytes, limits: DocumentLimits | None = None, *, force_ocr: 
             yield _render_page(pdf, index, limits, force_ocr)
     finally:
         pdf.close()
+
+
+def iter_encoded_pages(
+    data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False
+) -> Iterator[EncodedPage]:
+    """Yield the pages as encoded images for a jailed worker to decode.
+
+    Image files are passed through untouched, one frame at a time: their pixels are decoded
+    only inside the jail. PDF pages are rasterised here and sent as lossless PNG.
+
+    Raises:
+        InputDocumentError: empty, unsupported, corrupt, encrypted or too large.
+    """
+    limits = limits or DocumentLimits()
+    if document_kind(data) != "PDF":
+        for frame in range(count_pages(data, limits)):
+            yield EncodedPage(frame, data, frame)
+        return
+    for page in iter_pages(data, limits, force_ocr=force_ocr):
+        encoded = None if page.image is None else encode_png(page.image)
+        yield EncodedPage(page.index, encoded, 0, page.dpi, page.has_text)
 
 
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:

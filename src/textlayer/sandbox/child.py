@@ -165,12 +165,15 @@ def main(argv: list[str]) -> NoReturn:
     policy = SandboxPolicy.from_json(json.dumps(config["policy"]))
     fd = int(config["fd"])
     privileges.die_with_parent()
+    # Fault injection for tests and the plain-subprocess benchmark; honoured only with test hooks.
+    faults = set(config.get("faults", ())) if policy.test_hooks else set()
+    plain = "no_jail" in faults
     layers: dict[str, Any] = {}
     timings: dict[str, float] = {}
     if namespaces.thread_count() != 1:
         _fail_config("a thread exists before the jail is built (something imported too early)")
     arch = syscalls.machine()
-    dropped = _enter_namespaces(policy, list(config["read_only_paths"]), fd, layers)
+    dropped = False if plain else _enter_namespaces(policy, list(config["read_only_paths"]), fd, layers)
     timings["namespaces"] = time.monotonic() - started
 
     # Worker (PID 2 when namespaces exist): limits and privileges before any untrusted library loads.
@@ -179,9 +182,10 @@ def main(argv: list[str]) -> NoReturn:
     layers["rlimits"] = privileges.set_limits(
         address_space_mib=policy.address_space_mib, open_files=policy.open_files, cpu_lifetime_s=policy.cpu_lifetime_s
     )
-    if dropped or os.geteuid() != 0:
+    if not plain and (dropped or os.geteuid() != 0):
         privileges.drop_capabilities(last_cap)
-    privileges.set_no_new_privs()
+    if not plain:
+        privileges.set_no_new_privs()
     landlock_abi = landlock.abi_version()
 
     try:
@@ -201,7 +205,7 @@ def main(argv: list[str]) -> NoReturn:
         timings["warm_up"] = time.monotonic() - mark
     except Exception as exc:  # any start-up failure is a configuration problem, not a crash to retry
         _fail_config(f"start-up failed: {type(exc).__name__}: {exc}")
-    if os.geteuid() == 0 and not dropped:
+    if os.geteuid() == 0 and not dropped and not plain:
         # No namespaces (prefer mode, run as root): the imports needed root's files; drop now.
         try:
             namespaces.drop_to(policy.service_uid, policy.service_gid)
@@ -213,17 +217,18 @@ def main(argv: list[str]) -> NoReturn:
     buffer = mmap.mmap(-1, max(policy.max_request_mib * MIB, mmap.PAGESIZE))  # reserved now, zero pages on use
     privileges.close_other_fds((0, 1, 2, fd))
     layers["landlock_abi"] = landlock_abi
-    if landlock_abi >= 1:
+    if landlock_abi >= 1 and not plain:
         try:
             landlock.restrict_self(landlock_abi)
         except OSError as exc:
             layers["landlock_abi"] = f"unavailable: {exc}"
-    try:
-        seccomp.install(seccomp.build_filter(arch, os.getpid()), arch)
-    except OSError as exc:
-        _fail_config(f"the seccomp filter could not be installed ({exc}); seccomp is mandatory")
-    layers["seccomp"] = "kill_process allowlist, all threads"
-    layers["no_new_privs"] = True
+    if not faults & {"no_jail", "no_seccomp"}:
+        try:
+            seccomp.install(seccomp.build_filter(arch, os.getpid()), arch)
+        except OSError as exc:
+            _fail_config(f"the seccomp filter could not be installed ({exc}); seccomp is mandatory")
+        layers["seccomp"] = "kill_process allowlist, all threads"
+    layers["no_new_privs"] = not plain
     timings["lockdown"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     ready = {"ready": True, "pid": os.getpid(), "layers": layers, "timings_s": timings}

@@ -143,7 +143,7 @@ def decode_image(
     return pages
 
 
-def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
+def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """Pages of a PNG, JPEG or TIFF from its headers alone (no pixel is decoded).
 
     Raises:
@@ -153,8 +153,16 @@ def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
     if kind is None:
         raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
     try:
-        with Image.open(io.BytesIO(data), formats=[kind]) as image:
-            count = int(getattr(image, "n_frames", 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[kind]) as image:
+                count = int(getattr(image, "n_frames", 1))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InputDocumentError(
+            f"The image declares an enormous size and was refused before decoding; at most "
+            f"{max_pixels / 1e6:.0f} Mpx per page are accepted ({exc}).",
+            reason="image_too_large",
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputDocumentError(
             f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
