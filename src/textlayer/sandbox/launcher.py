@@ -158,10 +158,11 @@ class JailedWorker:
         ).start()
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
-        for raw in iter(lambda: stream.readline(4096), b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            self._last_words.append(line)
-            log.info("sandbox worker %d: %s", self.worker_id, line)
+        with stream:
+            for raw in iter(lambda: stream.readline(4096), b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                self._last_words.append(line)
+                log.info("sandbox worker %d: %s", self.worker_id, line)
 
     def last_words(self) -> str:
         """The worker's last lines of stderr (for error messages)."""
@@ -278,6 +279,7 @@ class JailedWorker:
     def _death(self, detail: str) -> WorkerDied:
         """The connection broke: wait for the process to end and say why it died."""
         assert self.process is not None
+        self._close_socket()
         try:
             returncode = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
