@@ -140,9 +140,10 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     total = count_pages(data, limits)
     pages: list[PageText | None] = []  # noqa: F821 (annotation only)
     pages_with_text: list[int] = []
-    with _page_reader(args, settings, data, limits) as reader, tqdm(
-        total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr
-    ) as bar:
+    with (
+        _page_reader(args, settings, data, limits) as reader,
+        tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar,
+    ):
         for index, has_text, result in reader:
             if has_text:
                 pages_with_text.append(index)

@@ -77,5 +77,7 @@ class Settings:
             pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
             sandbox_layers=_choice(environ, "TEXTLAYER_SANDBOX_LAYERS", ("require", "prefer")),
             sandbox_deadline_s=_int(environ, "TEXTLAYER_SANDBOX_DEADLINE_S", 120),
-            sandbox_memory_mib=_int(environ, "TEXTLAYER_SANDBOX_MEMORY_MIB", SandboxPolicy.address_space_mib, minimum=512),
+            sandbox_memory_mib=_int(
+                environ, "TEXTLAYER_SANDBOX_MEMORY_MIB", SandboxPolicy.address_space_mib, minimum=512
+            ),
         )

@@ -77,9 +77,16 @@ def test_every_thread_of_the_worker_is_filtered_and_unprivileged(ocr_pool):
         assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1"
         assert int(status["CapEff"], 16) == 0 and int(status["Seccomp_filters"]) >= 1
         assert "0" not in status["Uid"].split()  # never root on the host
-    assert verify_worker(worker.pid, worker.process.pid, worker.layers, require_namespaces=NAMESPACES, outside_uid=(
-        ocr_pool.policy.service_uid if os.geteuid() == 0 else os.geteuid()
-    )) == []
+    assert (
+        verify_worker(
+            worker.pid,
+            worker.process.pid,
+            worker.layers,
+            require_namespaces=NAMESPACES,
+            outside_uid=(ocr_pool.policy.service_uid if os.geteuid() == 0 else os.geteuid()),
+        )
+        == []
+    )
     assert ocr_pool.layers["seccomp"] and ocr_pool.layers["rlimits"]["fsize"] == 0
 
 
@@ -87,7 +94,7 @@ def test_every_thread_of_the_worker_is_filtered_and_unprivileged(ocr_pool):
 def test_worker_lives_in_its_own_namespaces_and_is_not_pid_1(ocr_pool):
     (worker,) = ocr_pool.live_workers
     for name in ("user", "pid", "net", "mnt", "ipc", "uts"):
-        assert os.readlink(f"/proc/{worker.pid}/ns/{name}") != os.readlink(f"/proc/self/ns/{name}"), name
+        assert Path(f"/proc/{worker.pid}/ns/{name}").readlink() != Path(f"/proc/self/ns/{name}").readlink(), name
     nspid = _statuses(worker.pid)[0]["NSpid"].split()
     assert nspid[-1] == "2"  # the reaper is PID 1, so the worker's own signals work (SANDBOX.md pitfall 6)
     assert ocr_pool.layers["root"]["pivot_root"] is True
@@ -241,9 +248,8 @@ def test_poison_page_is_refused_after_two_deaths(fault_pool):
 
 
 def test_cpu_lifetime_limit_ends_in_sigxcpu():
-    with SandboxPool(_policy(cpu_lifetime_s=5, deadline_s=60)) as pool:
-        with pytest.raises(SandboxCrashed) as caught:
-            pool.call({"op": "hang", "seconds": 60, "spin": True}, retry=False)
+    with SandboxPool(_policy(cpu_lifetime_s=5, deadline_s=60)) as pool, pytest.raises(SandboxCrashed) as caught:
+        pool.call({"op": "hang", "seconds": 60, "spin": True}, retry=False)
     assert caught.value.reason == "cpu_limit"
 
 
@@ -314,7 +320,12 @@ def test_soak_mixed_real_and_corrupt_pages_under_the_kill_filter(ocr_pool):
     pages = [make_page(kind, dpi=120) for kind in ("receipt", "fonts", "table")]
     good = [page_to_png(pages[0]), page_to_jpeg(rotate_page(pages[1], 90)), page_to_png(rotate_page(pages[2], 180))]
     rng = np.random.default_rng(7)
-    bad = [good[0][:5000], b"\xff\xd8\xff\xe0" + rng.bytes(3000), b"II*\0" + rng.bytes(400), good[1][: len(good[1]) // 3]]
+    bad = [
+        good[0][:5000],
+        b"\xff\xd8\xff\xe0" + rng.bytes(3000),
+        b"II*\0" + rng.bytes(400),
+        good[1][: len(good[1]) // 3],
+    ]
     deaths = sum(v for k, v in ocr_pool.deaths.items() if k != "retired")
     served = refused = 0
     ends = time.monotonic() + duration_s

@@ -32,9 +32,7 @@ def test_policy_defaults_are_safe_and_round_trip():
     assert SandboxPolicy.from_json(policy.to_json()) == policy
 
 
-@pytest.mark.parametrize(
-    "bad", [{"layers": "maybe"}, {"deadline_s": 0}, {"workers": 0}, {"address_space_mib": -1}]
-)
+@pytest.mark.parametrize("bad", [{"layers": "maybe"}, {"deadline_s": 0}, {"workers": 0}, {"address_space_mib": -1}])
 def test_policy_refuses_impossible_values(bad):
     with pytest.raises(ValueError):
         SandboxPolicy(**bad)
@@ -203,3 +201,22 @@ def test_close_other_fds_keeps_exactly_what_it_is_told():
     remaining = json.loads(result.stdout)
     # listdir's own descriptor reuses the lowest freed number, which the filter above leaves out.
     assert remaining == [0, 1, 2, 5], result.stderr
+
+
+def test_the_jail_entry_point_loads_only_the_standard_library_and_starts_no_thread():
+    # Namespaces need a single-threaded process (SANDBOX.md R2): import numpy and unshare fails.
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        before = set(sys.modules)  # the interpreter's own start-up (.pth hooks) is not ours
+        import textlayer.sandbox.child
+        new = set(sys.modules) - before
+        foreign = sorted(m for m in new if m.split(".")[0] not in sys.stdlib_module_names)
+        print(json.dumps({"foreign": foreign, "threads": len(os.listdir("/proc/self/task"))}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60)
+    report = json.loads(result.stdout)
+    assert report["threads"] == 1
+    assert all(name == "textlayer" or name.startswith("textlayer.") for name in report["foreign"]), report
+    assert not any(name.startswith("textlayer.worker") for name in report["foreign"]), report

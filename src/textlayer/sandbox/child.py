@@ -13,6 +13,7 @@ so the worker must not be PID 1 (SIGABRT would turn into SIGSEGV).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -40,10 +41,8 @@ MIB = 1024 * 1024
 
 
 def _say(message: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.write(2, f"[jail {os.getpid()}] {message}\n".encode())
-    except OSError:
-        pass
 
 
 def _fail_config(message: str) -> NoReturn:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-from enum import Enum
+from enum import StrEnum
 
 from textlayer.sandbox.protocol import EXIT_CONFIG, EXIT_PROTOCOL
 
 
-class DeathCause(str, Enum):
+class DeathCause(StrEnum):
     """Every way a worker can end, each with its own handling (design/SANDBOX.md §5)."""
 
     POLICY_VIOLATION = "policy_violation"

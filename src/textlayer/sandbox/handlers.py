@@ -157,7 +157,7 @@ def warm_up(handlers: Handlers) -> int:
         _encoded(gray, "PNG"),
         _encoded(Image.fromarray(rgb).convert("P"), "PNG"),
         _encoded(Image.fromarray(rgb).convert("RGBA"), "PNG"),
-        _encoded(Image.fromarray((gray.astype(np.uint16) * 257)), "PNG"),
+        _encoded(Image.fromarray(gray.astype(np.uint16) * 257), "PNG"),
         _encoded(Image.fromarray(rgb).convert("CMYK"), "JPEG"),
         _encoded(rgb, "JPEG", exif=exif.tobytes()),
         _encoded(gray, "TIFF", compression="tiff_deflate"),

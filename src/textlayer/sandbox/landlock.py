@@ -35,7 +35,10 @@ def _libc() -> ctypes.CDLL:
 def abi_version() -> int:
     """Landlock ABI of the running kernel, 0 when unavailable (disabled, old kernel, filtered)."""
     version = _libc().syscall(
-        ctypes.c_long(syscalls.LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+        ctypes.c_long(syscalls.LANDLOCK_CREATE_RULESET),
+        None,
+        ctypes.c_size_t(0),
+        ctypes.c_uint32(_CREATE_RULESET_VERSION),
     )
     return max(int(version), 0)
 

@@ -7,6 +7,7 @@ servers do not survive it) in their own session, so one ``killpg`` ends launcher
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib.util
 import json
 import logging
@@ -64,13 +65,14 @@ def default_read_only_paths() -> list[str]:
         found = importlib.util.find_spec(package)
         if found is not None and found.submodule_search_locations:
             paths.update(str(Path(p).parent) for p in found.submodule_search_locations)
-    return sorted(p for p in paths if os.path.isabs(p))
+    return sorted(p for p in paths if Path(p).is_absolute())
 
 
 class Spawner:
     """One long-lived thread that starts every worker process (PR_SET_PDEATHSIG is per thread)."""
 
     def __init__(self) -> None:
+        """Start the thread; it lives until :meth:`stop`."""
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="textlayer-sandbox-spawner", daemon=True)
         self._thread.start()
@@ -84,11 +86,13 @@ class Spawner:
                 future.set_exception(exc)
 
     def run(self, action: Callable[[], Any]) -> Any:
+        """Run ``action`` on the spawner thread and return its result (or raise its exception)."""
         future: Future[Any] = Future()
         self._jobs.put((action, future))
         return future.result()
 
     def stop(self) -> None:
+        """End the thread (children it started get their parent-death signal)."""
         self._jobs.put(None)
         self._thread.join(timeout=5)
 
@@ -97,6 +101,7 @@ class WorkerDied(Exception):
     """A worker ended while we talked to it."""
 
     def __init__(self, cause: DeathCause, returncode: int | None, detail: str) -> None:
+        """Record why (``cause``), how (``returncode``) and what the worker last said (``detail``)."""
         super().__init__(f"{cause.value} ({describe(returncode)}): {detail}")
         self.cause = cause
         self.returncode = returncode
@@ -154,7 +159,10 @@ class JailedWorker:
         self._sock = parent
         assert self.process.stderr is not None
         threading.Thread(
-            target=self._drain_stderr, args=(self.process.stderr,), name=f"sandbox-worker-{self.worker_id}-stderr", daemon=True
+            target=self._drain_stderr,
+            args=(self.process.stderr,),
+            name=f"sandbox-worker-{self.worker_id}-stderr",
+            daemon=True,
         ).start()
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
@@ -217,7 +225,9 @@ class JailedWorker:
             self._sock.sendall(frame)
         except TimeoutError:
             self.kill(DeathCause.DEADLINE)
-            raise WorkerDied(DeathCause.DEADLINE, self._returncode(), f"no progress within {deadline_s:.1f} s") from None
+            raise WorkerDied(
+                DeathCause.DEADLINE, self._returncode(), f"no progress within {deadline_s:.1f} s"
+            ) from None
         except OSError as exc:
             raise self._death(f"connection lost while sending ({exc})") from None
         reply, reply_payload, _ = self._receive(deadline, max_payload=self.policy.max_reply_mib * MIB)
@@ -235,7 +245,9 @@ class JailedWorker:
             prefix = bytearray()
             while len(prefix) < PREFIX.size:
                 self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                data, ancillary, _, _ = self._sock.recvmsg(PREFIX.size - len(prefix), socket.CMSG_SPACE(_SCM_CREDENTIALS_SIZE))
+                data, ancillary, _, _ = self._sock.recvmsg(
+                    PREFIX.size - len(prefix), socket.CMSG_SPACE(_SCM_CREDENTIALS_SIZE)
+                )
                 if not data:
                     raise EOFError
                 for level, kind, value in ancillary:
@@ -244,7 +256,7 @@ class JailedWorker:
                 prefix += data
             header_len, payload_len = parse_prefix(bytes(prefix), max_payload)
             body = self._read_exactly(header_len + payload_len, deadline)
-            header = parse_header(body[:header_len])
+            header = parse_header(bytes(body[:header_len]))
         except TimeoutError:
             self.kill(DeathCause.DEADLINE)
             raise WorkerDied(DeathCause.DEADLINE, self._returncode(), "no reply before the deadline") from None
@@ -294,10 +306,8 @@ class JailedWorker:
         if self._killed_for is None:
             self._killed_for = cause
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait()
         self._close_socket()
 

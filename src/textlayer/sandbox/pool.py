@@ -106,9 +106,11 @@ class SandboxPool:
         self.start_timings_s: list[dict[str, float]] = []
 
     def __enter__(self) -> SandboxPool:
+        """Start the pool."""
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        """Close the pool."""
         self.close()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -266,7 +268,8 @@ class SandboxPool:
         """
         if len(payload) > self.policy.max_request_mib * MIB:
             raise InputDocumentError(
-                f"The page image is {len(payload) / MIB:.0f} MiB; at most {self.policy.max_request_mib} MiB are accepted.",
+                f"The page image is {len(payload) / MIB:.0f} MiB; "
+                f"at most {self.policy.max_request_mib} MiB are accepted.",
                 reason="page_too_large",
             )
         digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode() + payload).hexdigest()

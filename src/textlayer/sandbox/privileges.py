@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -20,7 +21,9 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)):
+    if libc.prctl(
+        ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)
+    ):
         code = ctypes.get_errno()
         raise OSError(code, f"prctl({option}): {os.strerror(code)}")
 
@@ -52,14 +55,11 @@ def last_capability() -> int:
 def drop_capabilities(last_cap: int) -> None:
     """Empty the bounding and ambient sets, then effective/permitted/inheritable (``CapEff: 0``)."""
     for cap in range(last_cap + 1):
-        try:
+        # Without CAP_SETPCAP the bounding set cannot shrink; capset below still empties ours.
+        with contextlib.suppress(OSError):
             _prctl(PR_CAPBSET_DROP, cap)
-        except OSError:
-            pass  # without CAP_SETPCAP the bounding set cannot shrink; capset below still empties ours
-    try:
+    with contextlib.suppress(OSError):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    except OSError:
-        pass
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]

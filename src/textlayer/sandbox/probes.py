@@ -53,7 +53,9 @@ def _raw(name: str, *args: int | bytes | None) -> str:
     result = libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
     if result == -1:
         code = ctypes.get_errno()
-        return _refused(code) if code in REFUSALS else f"escaped: reached the kernel ({errno.errorcode.get(code, code)})"
+        return (
+            _refused(code) if code in REFUSALS else f"escaped: reached the kernel ({errno.errorcode.get(code, code)})"
+        )
     return f"escaped: returned {result}"
 
 
@@ -135,7 +137,7 @@ def socket_unix(scratch: str, pid: int) -> str:
 
 
 def connect(scratch: str, pid: int) -> str:
-    """connect() on an invalid descriptor: the kernel answers EBADF if the call gets through."""
+    """Connect an invalid descriptor: the kernel answers EBADF if the call gets through."""
     return _raw("connect", -1, None, 0)
 
 
@@ -178,7 +180,7 @@ def mount(scratch: str, pid: int) -> str:
 
 
 def unshare(scratch: str, pid: int) -> str:
-    """unshare(0): a no-op if it gets through."""
+    """Unshare nothing: a no-op if the call gets through."""
     return _raw("unshare", 0)
 
 
@@ -219,7 +221,9 @@ def exec_mprotect(scratch: str, pid: int) -> str:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    page = libc.mmap(None, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    page = libc.mmap(
+        None, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0
+    )
     ctypes.set_errno(0)
     result = libc.mprotect(ctypes.c_void_p(page), ctypes.c_size_t(mmap.PAGESIZE), mmap.PROT_READ | mmap.PROT_EXEC)
     code = ctypes.get_errno()

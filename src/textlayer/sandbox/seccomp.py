@@ -26,8 +26,21 @@ ALLOWED = (
 
 ANSWERED = {
     **dict.fromkeys(
-        ("open", "openat", "openat2", "stat", "lstat", "newfstatat", "statx", "access", "faccessat",
-         "faccessat2", "readlink", "readlinkat", "getcwd"),
+        (
+            "open",
+            "openat",
+            "openat2",
+            "stat",
+            "lstat",
+            "newfstatat",
+            "statx",
+            "access",
+            "faccessat",
+            "faccessat2",
+            "readlink",
+            "readlinkat",
+            "getcwd",
+        ),
         errno.EACCES,
     ),  # fmt: skip
     "ioctl": errno.ENOTTY,

@@ -7,7 +7,6 @@ like Chromium's sandbox probe).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +64,8 @@ def namespace_problems(pid: int, claimed: list[str], required: bool) -> list[str
     expected = sorted(NAMESPACE_FLAGS) if required else claimed
     for name in expected:
         try:
-            theirs = os.readlink(f"/proc/{pid}/ns/{name}")
-            ours = os.readlink(f"/proc/self/ns/{name}")
+            theirs = Path(f"/proc/{pid}/ns/{name}").readlink()
+            ours = Path(f"/proc/self/ns/{name}").readlink()
         except OSError as exc:
             problems.append(f"namespace {name}: cannot read ({exc.strerror})")
             continue
