@@ -340,3 +340,30 @@ def test_soak_mixed_real_and_corrupt_pages_under_the_kill_filter(ocr_pool):
     print(f"soak: {served} pages read, {refused} corrupt images refused in {duration_s:.0f} s")
     assert served >= 3 and refused >= 3
     assert sum(v for k, v in ocr_pool.deaths.items() if k != "retired") == deaths
+
+
+# -- hosts without namespaces (containers) ----------------------------------------------------
+
+
+def test_prefer_policy_runs_without_namespaces_and_still_blocks_escapes():
+    with SandboxPool(_policy(layers="prefer"), inject_faults=("no_namespaces",)) as pool:
+        assert str(pool.layers["namespaces"]).startswith("unavailable")
+        (worker,) = pool.live_workers
+        assert all(
+            s["Seccomp"] == "2" and s["NoNewPrivs"] == "1" and int(s["CapEff"], 16) == 0 for s in _statuses(worker.pid)
+        )
+        for name in ("open_passwd", "socket_inet", "execve_shell"):
+            request = {"op": "probe", "name": name, "scratch": "/nonexistent", "pid": probes.unused_pid()}
+            try:
+                header, _ = pool.call(request, retry=False)
+                assert header["outcome"].startswith("refused"), header
+            except SandboxCrashed as exc:
+                assert exc.reason == "policy_violation"
+            _ping(pool)
+
+
+def test_require_policy_refuses_to_run_without_namespaces():
+    pool = SandboxPool(_policy(layers="require"), inject_faults=("no_namespaces",))
+    with pytest.raises(SandboxError) as caught:
+        pool.start()
+    assert "namespaces are required" in caught.value.message

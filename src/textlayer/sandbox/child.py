@@ -77,11 +77,15 @@ def _fork_and_mirror(ipc_fd: int) -> None:
             _mirror_exit(os.waitstatus_to_exitcode(status), is_namespace_init=is_init)
 
 
-def _enter_namespaces(policy: SandboxPolicy, read_only_paths: list[str], ipc_fd: int, layers: dict[str, Any]) -> bool:
+def _enter_namespaces(
+    policy: SandboxPolicy, read_only_paths: list[str], ipc_fd: int, layers: dict[str, Any], *, simulate_denied: bool
+) -> bool:
     """Build every namespace the host allows; returns True when root was dropped to the service uid."""
     euid, egid = os.geteuid(), os.getegid()
     flags = sum(namespaces.NAMESPACE_FLAGS.values())
     try:
+        if simulate_denied:  # what a container's seccomp profile answers (tests of the prefer policy)
+            raise OSError(1, "Operation not permitted (simulated)")
         if euid == 0:
             # Real root builds the mounts first (it can read an interpreter under /root), then
             # drops to the service uid and enters the user namespace as that uid.
@@ -172,7 +176,13 @@ def main(argv: list[str]) -> NoReturn:
     if namespaces.thread_count() != 1:
         _fail_config("a thread exists before the jail is built (something imported too early)")
     arch = syscalls.machine()
-    dropped = False if plain else _enter_namespaces(policy, list(config["read_only_paths"]), fd, layers)
+    dropped = (
+        False
+        if plain
+        else _enter_namespaces(
+            policy, list(config["read_only_paths"]), fd, layers, simulate_denied="no_namespaces" in faults
+        )
+    )
     timings["namespaces"] = time.monotonic() - started
 
     # Worker (PID 2 when namespaces exist): limits and privileges before any untrusted library loads.

@@ -78,7 +78,8 @@ class SandboxPool:
             read_only_paths: what workers may see (default: interpreter, venv, package, models).
             quarantine_dir: where pages that triggered a seccomp kill are kept for analysis.
             inject_faults: tests and benchmarks only, with ``policy.test_hooks``: ``no_seccomp``
-                (a worker without its filter, which verification must refuse) or ``no_jail``
+                (a worker without its filter, which verification must refuse), ``no_namespaces``
+                (the host refuses namespaces, as in a container) or ``no_jail``
                 (a plain subprocess with the same IPC, unverified, for ``bench/sandbox.py``).
         """
         if inject_faults and not (policy and policy.test_hooks):
