@@ -40,6 +40,16 @@ Exit status: 0 done, 2 the input cannot be processed (the reason is printed), 3 
 """
 
 
+_SERVER_EPILOG = """\
+examples:
+  textlayer ocr-server                                 unix socket in the data directory, 1 worker
+  textlayer ocr-server --listen 0.0.0.0:50051 --workers 2 --metrics-port 9464 \\
+      --tls-cert server.pem --tls-key server.key --token-file token
+  textlayer ocr scan.png --server unix:$HOME/.local/share/textlayer/ocr.sock
+  grpcurl -plaintext -unix $HOME/.local/share/textlayer/ocr.sock list     (reflection is on)
+"""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textlayer",
@@ -72,11 +82,45 @@ def _build_parser() -> argparse.ArgumentParser:
     ocr.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
     ocr.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
     ocr.add_argument(
+        "--server",
+        metavar="ADDR",
+        help="send the pages to running OCR servers (textlayer ocr-server) instead of OCRing here: "
+        "unix:PATH, HOST:PORT, a comma-separated list of IP:PORT, or dns:///NAME:PORT",
+    )
+    ocr.add_argument(
         "--no-sandbox",
         action="store_true",
         help="debugging only: decode and OCR in this process instead of the seccomp/namespace jail",
     )
     ocr.set_defaults(handler=_cmd_ocr)
+
+    server = commands.add_parser(
+        "ocr-server",
+        help="serve OCR over gRPC with a pool of jailed workers",
+        description="Run the gRPC OCR service (textlayer.rpc.v1.OcrService) with N jailed workers. "
+        "Health reports SERVING once every worker is warm and verified; SIGTERM drains and stops; "
+        "SIGUSR1 takes the server out of rotation (NOT_SERVING), SIGUSR2 puts it back.",
+        epilog=_SERVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    server.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help="unix:PATH, HOST:PORT or [::]:PORT; repeatable (default unix:DATA_DIR/ocr.sock)",
+    )
+    server.add_argument("--workers", type=int, default=1, help="jailed OCR workers = pages at once (default 1)")
+    server.add_argument("--queue", type=int, default=8, help="pages that may wait for a worker (default 8)")
+    server.add_argument("--model", help="model set: small (default) or tiny")
+    server.add_argument("--threads", type=int, help="onnxruntime threads per worker (default 1)")
+    server.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port")
+    server.add_argument("--tls-cert", type=Path, help="server certificate (PEM); turns TLS on")
+    server.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
+    server.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
+    server.add_argument(
+        "--token-file", type=Path, help="require this bearer token on every call (default: $TEXTLAYER_OCR_TOKEN)"
+    )
+    server.set_defaults(handler=_cmd_ocr_server)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -186,6 +230,23 @@ def _page_reader(args: argparse.Namespace, settings: Settings, data: bytes, limi
     """(page index, already has text, OCR result or None) for each page, jailed unless --no-sandbox."""
     from textlayer.documents import iter_encoded_pages, iter_pages
 
+    if args.server:
+        from textlayer.worker.client import OcrClient
+
+        try:
+            client = OcrClient(args.server, token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s))
+        except ValueError as exc:
+            raise TextlayerError(str(exc)) from exc
+        with client:
+            yield (
+                (
+                    page.index,
+                    page.has_text,
+                    None if page.data is None else client.recognize(page.data, dpi=page.dpi, frame=page.frame),
+                )
+                for page in iter_encoded_pages(data, limits, force_ocr=args.force_ocr)
+            )
+        return
     if args.no_sandbox:
         from textlayer.worker.predictor import OcrPredictor
 
@@ -211,6 +272,42 @@ def _page_reader(args: argparse.Namespace, settings: Settings, data: bytes, limi
             )
             for page in iter_encoded_pages(data, limits, force_ocr=args.force_ocr)
         )
+
+
+def _cmd_ocr_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from textlayer.sandbox import SandboxPool
+    from textlayer.worker.server import ServerConfig, TlsFiles, serve
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    settings = _settings_for(args)
+    if args.workers < 1 or args.queue < 0:
+        raise TextlayerError("--workers must be at least 1 and --queue at least 0")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise TextlayerError("--tls-cert and --tls-key go together")
+    token = settings.ocr_token
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise TextlayerError(f"cannot read {args.token_file}: {exc.strerror}") from exc
+    listen = args.listen
+    if not listen:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        listen = [f"unix:{settings.data_dir / 'ocr.sock'}"]
+    config = ServerConfig(
+        listen=tuple(listen),
+        workers=args.workers,
+        queue_size=args.queue,
+        metrics_port=args.metrics_port,
+        tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None,
+        token=token,
+        model=settings.model,
+    )
+    with SandboxPool(settings.sandbox_policy(workers=args.workers)) as pool:
+        asyncio.run(serve(pool, config))
+    return 0
 
 
 def _cmd_sandbox_check(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from textlayer.documents import DEFAULT_DPI, DEFAULT_MAX_PAGES
 from textlayer.sandbox.policy import SandboxPolicy
@@ -31,6 +33,14 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     return raw
 
 
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``TEXTLAYER_DATA_DIR``, else ``$XDG_DATA_HOME/textlayer``, else ``~/.local/share/textlayer``."""
+    if environ.get("TEXTLAYER_DATA_DIR"):
+        return Path(environ["TEXTLAYER_DATA_DIR"])
+    base = Path(environ["XDG_DATA_HOME"]) if environ.get("XDG_DATA_HOME") else Path.home() / ".local" / "share"
+    return base / "textlayer"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with safe defaults."""
@@ -46,6 +56,10 @@ class Settings:
     pdf_dpi: int = DEFAULT_DPI
     """Resolution PDF pages are rasterised at."""
 
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    """All local state (sockets, databases, blobs, logs); ``TEXTLAYER_DATA_DIR``."""
+    ocr_token: str | None = field(default=None, repr=False)
+    """Bearer token between OCR clients and servers; ``TEXTLAYER_OCR_TOKEN``."""
     sandbox_layers: str = "require"
     """``require``: refuse to run without namespaces; ``prefer``: report and go on (containers)."""
     sandbox_deadline_s: int = 120
@@ -75,6 +89,8 @@ class Settings:
             max_pixels=_int(environ, "TEXTLAYER_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             max_pages=_int(environ, "TEXTLAYER_MAX_PAGES", DEFAULT_MAX_PAGES),
             pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
+            data_dir=default_data_dir(environ),
+            ocr_token=environ.get("TEXTLAYER_OCR_TOKEN") or None,
             sandbox_layers=_choice(environ, "TEXTLAYER_SANDBOX_LAYERS", ("require", "prefer")),
             sandbox_deadline_s=_int(environ, "TEXTLAYER_SANDBOX_DEADLINE_S", 120),
             sandbox_memory_mib=_int(

@@ -187,7 +187,7 @@ def test_hang_is_killed_at_the_deadline_and_the_pool_recovers(fault_pool, spin):
     started = time.monotonic()
     with pytest.raises(SandboxTimeout):
         fault_pool.call({"op": "hang", "seconds": 60, "spin": spin}, retry=False)
-    assert 3.0 <= time.monotonic() - started < 6.0
+    assert 3.0 <= time.monotonic() - started < 10.0
     _ping(fault_pool)
 
 
@@ -248,7 +248,7 @@ def test_poison_page_is_refused_after_two_deaths(fault_pool):
 
 
 def test_cpu_lifetime_limit_ends_in_sigxcpu():
-    with SandboxPool(_policy(cpu_lifetime_s=5, deadline_s=60)) as pool, pytest.raises(SandboxCrashed) as caught:
+    with SandboxPool(_policy(cpu_lifetime_s=6, deadline_s=60)) as pool, pytest.raises(SandboxCrashed) as caught:
         pool.call({"op": "hang", "seconds": 60, "spin": True}, retry=False)
     assert caught.value.reason == "cpu_limit"
 

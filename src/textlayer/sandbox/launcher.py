@@ -84,11 +84,20 @@ class Spawner:
                 future.set_result(action())
             except BaseException as exc:
                 future.set_exception(exc)
+        while True:  # jobs queued behind the stop never run
+            try:
+                leftover = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if leftover is not None:
+                leftover[1].set_exception(RuntimeError("the sandbox spawner has stopped"))
 
     def run(self, action: Callable[[], Any]) -> Any:
         """Run ``action`` on the spawner thread and return its result (or raise its exception)."""
         future: Future[Any] = Future()
         self._jobs.put((action, future))
+        if not self._thread.is_alive():
+            raise RuntimeError("the sandbox spawner has stopped")
         return future.result()
 
     def stop(self) -> None:

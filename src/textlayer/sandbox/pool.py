@@ -240,8 +240,9 @@ class SandboxPool:
 
     # -- requests -------------------------------------------------------------------------
 
-    def _acquire(self) -> JailedWorker:
-        waited_until = time.monotonic() + self.policy.start_deadline_s + self.policy.restart_backoff_max_s
+    def _acquire(self, deadline: float) -> JailedWorker:
+        patience_s = self.policy.start_deadline_s + self.policy.restart_backoff_max_s
+        waited_until = min(deadline, time.monotonic() + patience_s)
         while True:
             try:
                 return self._idle.get(timeout=0.2)
@@ -252,14 +253,21 @@ class SandboxPool:
                     raise SandboxError("the OCR sandbox is closed", reason="sandbox_unavailable")
                 hopeless = not self._live and not self._starting
                 error = self._config_error
+            if time.monotonic() > deadline:
+                raise SandboxTimeout("no OCR worker became free before the deadline")
             if hopeless or time.monotonic() > waited_until:
                 raise SandboxError(
                     f"no jailed OCR worker is available ({error or 'all workers busy or restarting'})",
                     reason="sandbox_unavailable",
                 )
 
-    def call(self, header: dict[str, Any], payload: bytes = b"", *, retry: bool = True) -> tuple[dict[str, Any], bytes]:
+    def call(
+        self, header: dict[str, Any], payload: bytes = b"", *, retry: bool = True, deadline_s: float | None = None
+    ) -> tuple[dict[str, Any], bytes]:
         """Send one request to a worker; with ``retry`` a death is retried once, and a second one refuses the input.
+
+        ``deadline_s`` (the caller's own deadline, e.g. a gRPC call's) shortens the policy's page
+        deadline; it covers waiting for a free worker, the request and a retry.
 
         Raises:
             SandboxTimeout: the page ran past the deadline (twice with ``retry``).
@@ -275,10 +283,12 @@ class SandboxPool:
             )
         digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode() + payload).hexdigest()
         attempts = 2 if retry else 1
+        deadline = time.monotonic() + (self.policy.deadline_s if deadline_s is None else deadline_s)
         for attempt in range(1, attempts + 1):
-            worker = self._acquire()
+            worker = self._acquire(deadline)
             try:
-                reply = worker.request(header, payload, self.policy.deadline_s)
+                remaining = max(min(deadline - time.monotonic(), self.policy.deadline_s), 0.001)
+                reply = worker.request(header, payload, remaining)
             except WorkerDied as death:
                 self._retire(worker, death.cause)
                 self._record_death(worker, death, digest, payload)
@@ -293,6 +303,10 @@ class SandboxPool:
                     raise self._error_for(death) from None
                 log.warning("sandbox: retrying the page in a fresh worker after %s", death)
                 continue
+            except BaseException:
+                # Interrupted mid-conversation (KeyboardInterrupt, a bug): the stream cannot be trusted.
+                self._retire(worker, DeathCause.PROTOCOL)
+                raise
             with self._lock:
                 self._consecutive_failures = 0
             worker.pages += 1
@@ -300,14 +314,16 @@ class SandboxPool:
             return reply
         raise AssertionError("unreachable")
 
-    def recognize(self, image: bytes, *, dpi: float | None = None, frame: int = 0) -> PageText:
+    def recognize(
+        self, image: bytes, *, dpi: float | None = None, frame: int = 0, deadline_s: float | None = None
+    ) -> PageText:
         """OCR one encoded page image (PNG, JPEG or TIFF bytes, decoded inside the jail).
 
         Raises:
             InputDocumentError: the image is unreadable, too large, or a poison page.
             SandboxTimeout, SandboxCrashed, SandboxError: see :meth:`call`.
         """
-        header, payload = self.call({"op": "ocr", "dpi": dpi, "frame": frame}, image)
+        header, payload = self.call({"op": "ocr", "dpi": dpi, "frame": frame}, image, deadline_s=deadline_s)
         return parse_page_reply(header, payload)
 
     def _release(self, worker: JailedWorker, *, recycle: bool) -> None:
