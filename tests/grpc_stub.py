@@ -44,10 +44,17 @@ def main() -> None:
     parser.add_argument("--calls", type=Path)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--queue", type=int, default=64)
+    parser.add_argument("--metrics-port", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stub %(message)s")
     config = ServerConfig(
-        listen=(args.listen,), workers=args.workers, queue_size=args.queue, token=args.token, drain_s=1.0, grace_s=10
+        listen=(args.listen,),
+        workers=args.workers,
+        queue_size=args.queue,
+        token=args.token,
+        drain_s=1.0,
+        grace_s=10,
+        metrics_port=args.metrics_port,
     )
     asyncio.run(serve(StubRecognizer(args.delay, args.calls), config, ready=lambda: print("READY", flush=True)))
 
