@@ -16,7 +16,7 @@ from pathlib import Path
 
 from textlayer.elements import Line, PageText, Word
 from textlayer.errors import InputDocumentError
-from textlayer.worker.server import ServerConfig, serve
+from textlayer.worker.server import ServerConfig, TlsFiles, serve
 
 
 class StubRecognizer:
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--queue", type=int, default=64)
     parser.add_argument("--metrics-port", type=int, default=0)
+    parser.add_argument("--tls", nargs=3, type=Path, metavar=("CERT", "KEY", "CLIENT_CA"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stub %(message)s")
     config = ServerConfig(
@@ -55,6 +56,7 @@ def main() -> None:
         drain_s=1.0,
         grace_s=10,
         metrics_port=args.metrics_port,
+        tls=TlsFiles(*args.tls) if args.tls else None,
     )
     asyncio.run(serve(StubRecognizer(args.delay, args.calls), config, ready=lambda: print("READY", flush=True)))
 

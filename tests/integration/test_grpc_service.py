@@ -78,7 +78,8 @@ def test_hostile_pages_are_invalid_argument_and_the_server_keeps_serving(ocr_ser
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))  # claims 10 Gpx
+    bomb = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
     with OcrClient(address) as client:
         for data, reason in [(bomb, "image_too_large"), (os.urandom(4096), "unsupported_type")]:
             with pytest.raises(InputDocumentError) as caught:
@@ -110,6 +111,19 @@ def test_reflection_lists_the_service(ocr_server):
         (response,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {service.name for service in response.list_services_response.service}
     assert {"textlayer.rpc.v1.OcrService", "grpc.health.v1.Health"} <= names
+
+
+def test_a_call_past_its_deadline_kills_the_busy_worker_which_is_replaced(ocr_server):
+    from textlayer.errors import OcrUnavailable
+
+    address, _, log = ocr_server
+    page = page_to_png(make_page("fonts", dpi=200))
+    with OcrClient(address) as client:
+        with pytest.raises(OcrUnavailable) as caught:
+            client.recognize(page, deadline_s=0.3)
+        assert caught.value.reason == "ocr_deadline"
+        assert client.recognize(page_to_png(make_page("receipt", dpi=100))).text
+    assert "deadline" in log.read_text()
 
 
 def test_sigterm_stops_the_server_and_its_workers(ocr_server):

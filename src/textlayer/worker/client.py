@@ -67,7 +67,10 @@ def service_config(*, deadline_s: float, outlier_interval_s: float = 5.0) -> dic
                 },
             }
         ],
-        "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+        # Retries stop while fewer than maxTokens/2 tokens are left (each failure costs 1, each success
+        # gives back 0.1): a killed server fails every call it held at once, so the budget must cover
+        # a burst of in-flight calls (10 tokens let only 5 of 12 retry), yet still end a retry storm.
+        "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
     }
 
 
