@@ -122,6 +122,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(handler=_cmd_ocr_server)
 
+    from textlayer.cli_jobs import add_job_commands
+
+    add_job_commands(commands, _settings_for)
+
     sandbox = commands.add_parser(
         "sandbox",
         help="show how OCR workers are jailed on this host",

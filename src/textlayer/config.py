@@ -60,6 +60,8 @@ class Settings:
     """All local state (sockets, databases, blobs, logs); ``TEXTLAYER_DATA_DIR``."""
     ocr_token: str | None = field(default=None, repr=False)
     """Bearer token between OCR clients and servers; ``TEXTLAYER_OCR_TOKEN``."""
+    job_lease_s: int = 60
+    """Lease of a running job; a job whose worker died is taken over after it expires."""
     sandbox_layers: str = "require"
     """``require``: refuse to run without namespaces; ``prefer``: report and go on (containers)."""
     sandbox_deadline_s: int = 120
@@ -91,6 +93,7 @@ class Settings:
             pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
             data_dir=default_data_dir(environ),
             ocr_token=environ.get("TEXTLAYER_OCR_TOKEN") or None,
+            job_lease_s=_int(environ, "TEXTLAYER_JOB_LEASE_S", 60, minimum=2),
             sandbox_layers=_choice(environ, "TEXTLAYER_SANDBOX_LAYERS", ("require", "prefer")),
             sandbox_deadline_s=_int(environ, "TEXTLAYER_SANDBOX_DEADLINE_S", 120),
             sandbox_memory_mib=_int(

@@ -1,0 +1,314 @@
+"""The service commands of the ``textlayer`` CLI: up, worker, submit, status, get, search, ingest, reindex."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from textlayer.config import Settings
+from textlayer.errors import TextlayerError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+TERMINAL = ("SUCCEEDED", "SUCCEEDED_WITH_ERRORS", "FAILED")
+
+
+def add_job_commands(commands: Any, settings_for: Any) -> None:
+    """Register the service subcommands on the CLI's subparsers."""
+    global _settings_for
+    _settings_for = settings_for
+
+    def tenant_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--tenant",
+            default=os.environ.get("TEXTLAYER_TENANT", DEFAULT_TENANT),
+            help="whose documents (default: $TEXTLAYER_TENANT or 'default')",
+        )
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole service on this machine (Redis, OCR server, Celery worker, reconciler)",
+        description="Start the embedded Redis (unless REDIS_URL is set), one OCR server with jailed workers, "
+        "a Celery worker and the reconciler; stop them all on Ctrl-C or SIGTERM. Logs go to DATA_DIR/logs.",
+    )
+    up.add_argument("--ocr-workers", type=int, default=1, help="jailed OCR workers (default 1)")
+    up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes (default 2)")
+    up.set_defaults(handler=_cmd_up)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker (multi-machine: point REDIS_URL and TEXTLAYER_OCR_SERVERS at the shared services)",
+    )
+    worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    worker.set_defaults(handler=_cmd_worker)
+
+    submit = commands.add_parser("submit", help="queue documents for OCR; prints one job id per file")
+    submit.add_argument("files", nargs="+", type=Path)
+    submit.add_argument("--wait", action="store_true", help="show progress and wait for the results")
+    tenant_option(submit)
+    submit.set_defaults(handler=_cmd_submit)
+
+    status = commands.add_parser("status", help="show a job's state, progress and errors")
+    status.add_argument("job")
+    tenant_option(status)
+    status.set_defaults(handler=_cmd_status)
+
+    get = commands.add_parser("get", help="download a job's searchable PDF (or its text)")
+    get.add_argument("job")
+    get.add_argument("-o", "--output", type=Path, required=True)
+    kind = get.add_mutually_exclusive_group()
+    kind.add_argument("--text", action="store_true", help="the plain text (form feed between pages)")
+    kind.add_argument("--json", action="store_true", help="the words, boxes and confidences per page")
+    tenant_option(get)
+    get.set_defaults(handler=_cmd_get)
+
+    search = commands.add_parser("search", help="find documents by the words on their pages")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=20)
+    tenant_option(search)
+    search.set_defaults(handler=_cmd_search)
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="submit every file of a folder (back-office batches); files move to done/ or failed/",
+        description="Submit each file of DIR once, show a progress bar, then move each file to DIR/done or "
+        "DIR/failed and print the failures with their reasons. --watch keeps consuming new files.",
+    )
+    ingest.add_argument("directory", type=Path)
+    ingest.add_argument("--watch", action="store_true", help="keep watching the folder for new files")
+    tenant_option(ingest)
+    ingest.set_defaults(handler=_cmd_ingest)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start the service, OCR one document through it, show the result and a search hit, stop",
+        description="textlayer up + submit --wait + search in one command, on the embedded defaults.",
+    )
+    demo.add_argument("file", type=Path)
+    demo.set_defaults(handler=_cmd_demo, tenant=DEFAULT_TENANT)
+
+    reindex = commands.add_parser("reindex", help="rebuild the search index from the stored results")
+    reindex.set_defaults(handler=_cmd_reindex)
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:  # replaced by add_job_commands
+    raise NotImplementedError
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from textlayer.queue.stack import Stack
+
+    logging.getLogger().setLevel(logging.INFO)
+    stack = Stack(_settings_for(args), ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
+    try:
+        stack.start()
+        print(f"textlayer is up; data in {stack.settings.data_dir}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        stack.wait()
+    finally:
+        stack.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import re
+
+    from textlayer.queue.stack import Stack
+
+    settings = _settings_for(args)
+    stack = Stack(settings)
+    print(f"starting textlayer (data in {settings.data_dir}, logs in {stack.paths['logs']})...", file=sys.stderr)
+    try:
+        stack.start()
+        os.environ["REDIS_URL"] = stack.broker_url
+        pipeline, publish = _pipeline(args), _publisher(args)
+        job_id = _submit_file(pipeline, publish, args.tenant, args.file)
+        print(f"submitted {args.file} as job {job_id}")
+        if _wait_for(pipeline, args.tenant, [job_id], [args.file.name]):
+            return 2
+        text = pipeline.blobs.get(args.tenant, job_id, "text.txt").decode()
+        words = sorted(set(re.findall(r"[A-Za-z]{6,}", text)), key=len, reverse=True)
+        if words:
+            for hit in pipeline.index.search(args.tenant, words[0], limit=1):
+                print(f'search "{words[0]}": job {hit.document_id} page {hit.page + 1}: {hit.snippet}')
+        return 0
+    finally:
+        stack.stop()
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from textlayer.queue.app import configure
+    from textlayer.queue.runtime import broker_url
+
+    app = configure(broker_url(_settings_for(args)), concurrency=args.concurrency)
+    app.worker_main(
+        ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", "textlayer"]
+    )
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from textlayer.queue.runtime import build_pipeline
+
+    return build_pipeline(_settings_for(args))
+
+
+def _publisher(args: argparse.Namespace) -> Any:
+    from textlayer.queue.app import configure
+    from textlayer.queue.runtime import broker_url
+    from textlayer.queue.tasks import publish
+
+    configure(broker_url(_settings_for(args)))
+    return publish
+
+
+def _submit_file(pipeline: Any, publish: Any, tenant: str, path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TextlayerError(f"cannot read {path}: {exc.strerror}") from exc
+    return str(pipeline.submit(tenant, data, filename=path.name, publish=publish))
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    pipeline, publish = _pipeline(args), _publisher(args)
+    job_ids = []
+    for path in args.files:
+        job_id = _submit_file(pipeline, publish, args.tenant, path)
+        job_ids.append(job_id)
+        print(f"{job_id}  {path}")
+    if not args.wait:
+        return 0
+    failed = _wait_for(pipeline, args.tenant, job_ids, [p.name for p in args.files])
+    return 2 if failed else 0
+
+
+def _wait_for(pipeline: Any, tenant: str, job_ids: list[str], names: list[str]) -> int:
+    """Progress bars until every job ends; prints each output path or failure; returns failures."""
+    from tqdm import tqdm
+
+    bars = {
+        job_id: tqdm(total=1, desc=name[:30], unit="page", position=i, file=sys.stderr, leave=True)
+        for i, (job_id, name) in enumerate(zip(job_ids, names, strict=True))
+    }
+    open_jobs = set(job_ids)
+    failures = 0
+    while open_jobs:
+        for job_id in sorted(open_jobs):
+            job = pipeline.jobs.get(job_id, tenant)
+            bar = bars[job_id]
+            if job.pages_total and bar.total != job.pages_total:
+                bar.total = job.pages_total
+            bar.n = job.pages_done
+            bar.refresh()
+            if job.state in TERMINAL:
+                open_jobs.discard(job_id)
+                bar.close()
+                if job.state == "FAILED":
+                    failures += 1
+        time.sleep(0.3)
+    for job_id, name in zip(job_ids, names, strict=True):
+        job = pipeline.jobs.get(job_id, tenant)
+        if job.state == "FAILED":
+            print(f"{name}: FAILED ({job.reason}): {job.message}")
+        else:
+            output = pipeline.blobs.path(tenant, job_id, "output.pdf")
+            note = f" ({len(job.page_errors)} page(s) without text)" if job.page_errors else ""
+            print(f"{name}: {job.state}{note} -> {output}")
+    return failures
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    job = _pipeline(args).jobs.get(args.job, args.tenant)
+    print(f"job       {job.id}\nfile      {job.filename}\nstate     {job.state}")
+    print(f"pages     {job.pages_done}/{job.pages_total if job.pages_total is not None else '?'}")
+    print(f"attempts  {job.attempts}")
+    if job.reason:
+        print(f"reason    {job.reason}: {job.message}")
+    for error in job.page_errors:
+        print(f"page {error.page + 1}: {error.reason}: {error.message}")
+    return 0 if job.state != "FAILED" else 2
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    job = pipeline.jobs.get(args.job, args.tenant)
+    if job.state not in ("SUCCEEDED", "SUCCEEDED_WITH_ERRORS"):
+        raise TextlayerError(f"job {job.id} is {job.state}" + (f" ({job.reason}: {job.message})" if job.reason else ""))
+    if args.json:
+        pages = [json.loads(pipeline.blobs.get_page(args.tenant, job.id, i)) for i in range(job.pages_total or 0)]
+        content = json.dumps({"job": job.id, "pages": pages}, indent=1).encode()
+    else:
+        content = pipeline.blobs.get(args.tenant, job.id, "text.txt" if args.text else "output.pdf")
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp.write_bytes(content)
+    tmp.replace(args.output)
+    print(args.output)
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    hits = pipeline.index.search(args.tenant, args.query, limit=args.limit)
+    for hit in hits:
+        try:
+            name = pipeline.jobs.get(hit.document_id, args.tenant).filename
+        except TextlayerError:
+            name = "?"
+        print(f"{hit.document_id}  {name}  page {hit.page + 1}: {hit.snippet}")
+    if not hits:
+        print("no match", file=sys.stderr)
+    return 0 if hits else 1
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    folder: Path = args.directory
+    if not folder.is_dir():
+        raise TextlayerError(f"{folder} is not a directory")
+    pipeline, publish = _pipeline(args), _publisher(args)
+    done_dir, failed_dir = folder / "done", folder / "failed"
+    done_dir.mkdir(exist_ok=True)
+    failed_dir.mkdir(exist_ok=True)
+    in_flight: dict[str, Path] = {}
+    failures: list[str] = []
+    bar = tqdm(total=0, unit="doc", desc="ingest", file=sys.stderr)
+    while True:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            if path in in_flight.values():
+                continue
+            in_flight[_submit_file(pipeline, publish, args.tenant, path)] = path
+            bar.total += 1
+            bar.refresh()
+        for job_id, path in list(in_flight.items()):
+            job = pipeline.jobs.get(job_id, args.tenant)
+            if job.state not in TERMINAL:
+                continue
+            target = failed_dir if job.state == "FAILED" else done_dir
+            shutil.move(str(path), target / path.name)
+            if job.state == "FAILED":
+                failures.append(f"{path.name}: {job.reason}: {job.message}")
+            del in_flight[job_id]
+            bar.update(1)
+        if not in_flight and not args.watch:
+            break
+        time.sleep(1.0)
+    bar.close()
+    print(f"{bar.n - len(failures)} done, {len(failures)} failed")
+    for line in failures:
+        print(f"  {line}")
+    return 2 if failures else 0
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    count = _pipeline(args).reindex()
+    print(f"{count} documents indexed")
+    return 0

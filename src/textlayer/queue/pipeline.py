@@ -1,0 +1,280 @@
+"""The recipe of one job: claim it, OCR its pages through the OCR servers, build the PDF, index it.
+
+No Celery here (tasks.py is a thin shim), so the whole recipe is testable by calling it. Every
+side effect is keyed by job id and page, so running a job again (a redelivered message, a
+reconciler re-publish after a crash) converges to the same output: pages already stored are not
+OCRed again, the PDF is replaced atomically, the index rows of the document are replaced in one
+transaction, and only the holder of the job's lease may finish it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from textlayer.documents import DocumentLimits, EncodedPage, count_pages, iter_encoded_pages
+from textlayer.elements import PageText
+from textlayer.errors import InputDocumentError, OcrUnavailable, TextlayerError
+from textlayer.index import SearchIndex
+from textlayer.store import BlobStore, JobState, PageError, SqliteJobStore
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+"""Largest document accepted, in bytes."""
+
+
+class PageReader(Protocol):
+    """What reads a page: an OcrClient (or a SandboxPool on one machine)."""
+
+    def recognize(self, image: bytes, *, dpi: float | None = None, frame: int = 0) -> PageText:
+        """OCR one encoded page image."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Limits and timings of the job pipeline."""
+
+    limits: DocumentLimits = DocumentLimits()
+    """Page count, pixels per page and PDF rasterisation dpi."""
+    lease_s: float = 60.0
+    """A job's lease; renewed every quarter of it while the job runs."""
+    max_attempts: int = 5
+    """Claims of one job before it ends FAILED(too_many_attempts) instead of looping."""
+    parallel_pages: int = 4
+    """Pages of one document in flight at once (spread over every OCR server and worker)."""
+    ocr_wait_s: float = 300.0
+    """How long a page waits for an OCR server to come back before it fails (ocr_unavailable)."""
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    """Largest document accepted."""
+    crash_on_filename: str | None = None
+    """Tests only: SIGKILL the process running a job with this file name (a poison document)."""
+
+
+@dataclass
+class Pipeline:
+    """The collaborators of the recipe, passed in (no I/O in constructors)."""
+
+    jobs: SqliteJobStore
+    blobs: BlobStore
+    index: SearchIndex
+    reader: PageReader
+    config: PipelineConfig = PipelineConfig()
+
+    # -- accepting a document -----------------------------------------------------------
+
+    def submit(
+        self,
+        tenant: str,
+        data: bytes,
+        *,
+        filename: str,
+        publish: Callable[[str], None],
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Store an upload, create its job and publish it; refusals end the job FAILED at once.
+
+        Returns:
+            The job id (also for a refused document: its status says why).
+        """
+        import hashlib
+
+        job = self.jobs.create(
+            tenant,
+            filename=filename,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            idempotency_key=idempotency_key,
+        )
+        if job.state != JobState.QUEUED or self.blobs.exists(tenant, job.id, "input"):
+            return job.id  # the same idempotency key: the job already exists
+        refusal = _refusal(data, self.config)
+        if refusal is not None:
+            self.jobs.fail(job.id, reason=refusal.reason, message=refusal.message)
+            log.info("job %s refused before queueing: %s", job.id, refusal.reason)
+            return job.id
+        self.blobs.put(tenant, job.id, "input", data)
+        publish(job.id)
+        return job.id
+
+    # -- running a job ------------------------------------------------------------------
+
+    def process(self, job_id: str) -> JobState | None:
+        """Run one job if its lease can be taken; returns its final state, or None when skipped."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{time.time_ns()}"
+        self._free_lease_of_dead_local_owner(job_id)
+        job = self.jobs.claim(job_id, owner, lease_s=self.config.lease_s, max_attempts=self.config.max_attempts)
+        if job is None:
+            log.info("job %s not claimed (done, failed, or running elsewhere)", job_id)
+            return None
+        log.info("job %s claimed (attempt %d) by %s", job_id, job.attempts, owner)
+        if self.config.crash_on_filename and job.filename == self.config.crash_on_filename:
+            os.kill(os.getpid(), 9)  # fault injection: a document that kills its worker every time
+        with self._lease_kept(job_id, owner):
+            try:
+                state, page_errors = self._run(job.tenant, job_id, owner)
+            except InputDocumentError as exc:
+                self.jobs.finish(job_id, owner, JobState.FAILED, reason=exc.reason, message=exc.message)
+                log.info("job %s FAILED: %s", job_id, exc.reason)
+                return JobState.FAILED
+        if not self.jobs.finish(job_id, owner, state, page_errors=page_errors):
+            log.warning("job %s: lease lost before finishing; another attempt owns it", job_id)
+            return None
+        log.info("job %s %s (%d page errors)", job_id, state.value, len(page_errors))
+        return state
+
+    def _free_lease_of_dead_local_owner(self, job_id: str) -> None:
+        """A pool child killed mid-job leaves a live lease; if its process is gone, free the job now."""
+        try:
+            job = self.jobs.get(job_id)
+        except TextlayerError:
+            return
+        if job.state != JobState.RUNNING or not job.lease_owner:
+            return
+        host, _, rest = job.lease_owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host == socket.gethostname() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            log.info("job %s: its previous owner (pid %s) is dead; taking the job over", job_id, pid)
+            self.jobs.requeue(job_id, job.lease_owner)
+
+    @contextmanager
+    def _lease_kept(self, job_id: str, owner: str) -> Iterator[None]:
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.config.lease_s / 4):
+                if not self.jobs.renew(job_id, owner, lease_s=self.config.lease_s):
+                    log.warning("job %s: lease lost", job_id)
+                    return
+
+        thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def _run(self, tenant: str, job_id: str, owner: str) -> tuple[JobState, list[PageError]]:
+        data = self.blobs.get(tenant, job_id, "input")
+        total = count_pages(data, self.config.limits)
+        self.jobs.set_pages_total(job_id, owner, total)
+        done = set(self.blobs.pages(tenant, job_id))
+        page_errors: list[PageError] = []
+
+        def read(page: EncodedPage) -> None:
+            record = self._read_page(page)
+            self.blobs.put_page(tenant, job_id, page.index, json.dumps(record).encode())
+            self.jobs.page_done(job_id, owner, page.index)
+
+        todo = (p for p in iter_encoded_pages(data, self.config.limits) if p.index not in done)
+        with concurrent.futures.ThreadPoolExecutor(self.config.parallel_pages, thread_name_prefix="page") as pool:
+            pending: set[concurrent.futures.Future[None]] = set()
+            for page in todo:  # bounded: never more than 2x parallel_pages rasterised pages in memory
+                pending.add(pool.submit(read, page))
+                if len(pending) >= 2 * self.config.parallel_pages:
+                    finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                    for future in finished:
+                        future.result()
+            for future in concurrent.futures.as_completed(pending):
+                future.result()
+        results: list[PageText | None] = []
+        with_text: list[int] = []
+        for index in range(total):
+            record = json.loads(self.blobs.get_page(tenant, job_id, index))
+            if record.get("has_text"):
+                with_text.append(index)
+            if record.get("error"):
+                page_errors.append(PageError(index, record["error"]["reason"], record["error"]["message"]))
+            results.append(PageText.from_dict(record["page"]) if record.get("page") else None)
+        if page_errors and len(page_errors) == total:
+            first = page_errors[0]
+            raise InputDocumentError(
+                f"No page could be read; page 1: {first.message}" if total > 1 else first.message, reason=first.reason
+            )
+        from textlayer.pdf_overlay import build_searchable_pdf
+
+        pdf = build_searchable_pdf(data, results, pages_with_text=with_text)
+        self.blobs.put(tenant, job_id, "output.pdf", pdf)
+        self.blobs.put(tenant, job_id, "text.txt", "\f".join(p.text if p else "" for p in results).encode())
+        self.index.put_document(tenant, job_id, results)
+        return (JobState.SUCCEEDED_WITH_ERRORS if page_errors else JobState.SUCCEEDED), page_errors
+
+    def _read_page(self, page: EncodedPage) -> dict[str, Any]:
+        """OCR one page, waiting for the OCR servers when they are down; a failure stays on the page."""
+        record: dict[str, Any] = {"index": page.index, "has_text": page.has_text, "page": None, "error": None}
+        if page.data is None:
+            return record
+        waited_until = time.monotonic() + self.config.ocr_wait_s
+        delay_s = 0.5
+        while True:
+            try:
+                record["page"] = self.reader.recognize(page.data, dpi=page.dpi, frame=page.frame).to_dict()
+                return record
+            except InputDocumentError as exc:
+                record["error"] = {"reason": exc.reason, "message": exc.message}
+                return record
+            except OcrUnavailable as exc:
+                if time.monotonic() + delay_s > waited_until:
+                    record["error"] = {
+                        "reason": "ocr_unavailable",
+                        "message": f"No OCR server could read the page ({exc.message}).",
+                    }
+                    return record
+                log.warning("page %d: %s; retrying in %.1f s", page.index + 1, exc.message, delay_s)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+            except TextlayerError as exc:
+                record["error"] = {"reason": exc.reason, "message": exc.message}
+                return record
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def stuck_jobs(self, *, queued_older_than_s: float) -> list[str]:
+        """Jobs a reconciler should publish again (lost messages, dead workers)."""
+        return [job.id for job in self.jobs.stuck(queued_older_than_s=queued_older_than_s)]
+
+    def reindex(self) -> int:
+        """Rebuild the search index from the page results in the blob store; returns documents indexed."""
+        count = 0
+        for tenant, job_id in self.blobs.jobs():
+            try:
+                job = self.jobs.get(job_id, tenant)
+            except TextlayerError:
+                continue
+            if job.state not in (JobState.SUCCEEDED, JobState.SUCCEEDED_WITH_ERRORS) or not job.pages_total:
+                continue
+            pages = []
+            for index in range(job.pages_total):
+                record = json.loads(self.blobs.get_page(tenant, job_id, index))
+                pages.append(PageText.from_dict(record["page"]) if record.get("page") else None)
+            self.index.put_document(tenant, job_id, pages)
+            count += 1
+        return count
+
+
+def _refusal(data: bytes, config: PipelineConfig) -> InputDocumentError | None:
+    """Cheap checks before anything is queued: size, emptiness and type by magic bytes."""
+    from textlayer.documents import document_kind
+
+    if len(data) > config.max_upload_bytes:
+        return InputDocumentError(
+            f"The file is {len(data) / 2**20:.0f} MiB; at most {config.max_upload_bytes / 2**20:.0f} MiB are accepted.",
+            reason="file_too_large",
+        )
+    try:
+        document_kind(data)
+    except InputDocumentError as exc:
+        return exc
+    return None

@@ -1,0 +1,90 @@
+"""Where a process finds the running stack: the data directory, the broker, the OCR servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textlayer.config import Settings
+from textlayer.errors import TextlayerError
+from textlayer.queue.pipeline import PageReader, Pipeline, PipelineConfig
+
+_PIPELINE: tuple[int, Pipeline] | None = None
+
+
+def data_paths(data_dir: Path) -> dict[str, Path]:
+    """Every piece of local state, under one directory."""
+    return {
+        "jobs": data_dir / "jobs.db",
+        "index": data_dir / "index.db",
+        "blobs": data_dir / "blobs",
+        "redis": data_dir / "redis",
+        "ocr_socket": data_dir / "ocr.sock",
+        "logs": data_dir / "logs",
+    }
+
+
+def ocr_servers(settings: Settings) -> str:
+    """``TEXTLAYER_OCR_SERVERS``, else the OCR server of ``textlayer up`` on this machine."""
+    return os.environ.get("TEXTLAYER_OCR_SERVERS") or f"unix:{data_paths(settings.data_dir)['ocr_socket']}"
+
+
+def broker_url(settings: Settings) -> str:
+    """``REDIS_URL``, else the embedded Redis of a running ``textlayer up``.
+
+    Raises:
+        TextlayerError: neither is there.
+    """
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    from textlayer.queue.broker import EmbeddedRedis
+
+    found = EmbeddedRedis.running_at(data_paths(settings.data_dir)["redis"])
+    if found is None:
+        raise TextlayerError(
+            f"no textlayer stack is running for {settings.data_dir} (start one with `textlayer up`, or set REDIS_URL)",
+            reason="stack_not_running",
+        )
+    return found
+
+
+def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipeline:
+    """The pipeline over this data directory; ``reader`` defaults to an OcrClient of the OCR servers."""
+    from textlayer.documents import DocumentLimits
+    from textlayer.index import open_index
+    from textlayer.store import BlobStore, SqliteJobStore
+
+    paths = data_paths(settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if reader is None:
+        from textlayer.worker.client import OcrClient
+
+        reader = OcrClient(
+            ocr_servers(settings), token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s)
+        )
+    limits = DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages, dpi=settings.pdf_dpi)
+    return Pipeline(
+        jobs=SqliteJobStore(paths["jobs"]),
+        blobs=BlobStore(paths["blobs"]),
+        index=open_index(paths["index"]),
+        reader=reader,
+        config=PipelineConfig(
+            limits=limits,
+            lease_s=float(settings.job_lease_s),
+            crash_on_filename=os.environ.get("TEXTLAYER_TEST_CRASH_ON_FILENAME")
+            if os.environ.get("TEXTLAYER_TEST_HOOKS") == "1"
+            else None,
+        ),
+    )
+
+
+def pipeline_for_this_process() -> Pipeline:
+    """One pipeline per process, built after the fork of a Celery pool child (sockets never cross a fork)."""
+    global _PIPELINE
+    if _PIPELINE is None or _PIPELINE[0] != os.getpid():
+        try:
+            settings = Settings.from_env(os.environ)
+        except ValueError as exc:
+            raise TextlayerError(f"bad setting: {exc}") from exc
+        _PIPELINE = (os.getpid(), build_pipeline(settings))
+    return _PIPELINE[1]

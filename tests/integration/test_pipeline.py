@@ -1,0 +1,257 @@
+"""The job pipeline end to end: real Redis, real Celery worker processes, real gRPC, real jailed workers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pdfplumber
+import pytest
+from PIL import Image
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfgen import canvas
+
+from tests.integration.test_sandbox import LAYERS
+from tests.pages import make_page, page_to_jpeg, page_to_png
+from tests.redis_server import private_redis
+from textlayer.config import Settings
+from textlayer.queue.reconciler import Reconciler
+from textlayer.queue.runtime import build_pipeline
+from textlayer.worker.client import OcrClient
+
+pytestmark = [pytest.mark.redis, pytest.mark.sandbox, pytest.mark.onnx, pytest.mark.slow]
+
+LEASE_S = 6
+TERMINAL = {"SUCCEEDED", "SUCCEEDED_WITH_ERRORS", "FAILED"}
+
+
+class Service:
+    """Redis + OCR server + Celery worker as separate processes over one data directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.data_dir = root / "data"
+        self.data_dir.mkdir()
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.redis = private_redis(root / "redis")
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis.celery_url,
+            "TEXTLAYER_DATA_DIR": str(self.data_dir),
+            "TEXTLAYER_OCR_SERVERS": f"unix:{self.data_dir / 'ocr.sock'}",
+            "TEXTLAYER_JOB_LEASE_S": str(LEASE_S),
+            "TEXTLAYER_SANDBOX_LAYERS": LAYERS,
+            "TEXTLAYER_TEST_HOOKS": "1",
+            "TEXTLAYER_TEST_CRASH_ON_FILENAME": "poison.png",
+        }
+        self.ocr_server = self._spawn("ocr-server", "ocr-server", "--listen", self.env["TEXTLAYER_OCR_SERVERS"])
+        with OcrClient(self.env["TEXTLAYER_OCR_SERVERS"]) as client:
+            client.wait_until_ready(180)
+        self.worker = self.start_worker()
+        settings = Settings(data_dir=self.data_dir, job_lease_s=LEASE_S)
+        from textlayer.queue.app import configure
+        from textlayer.queue.tasks import publish
+
+        configure(self.redis.celery_url)
+        self.publish = publish
+        self.pipeline = build_pipeline(settings)
+        self._stop = threading.Event()
+        reconciler = Reconciler(self.pipeline, publish, period_s=1.0, queued_grace_s=30.0)
+        self._reconciler = threading.Thread(target=reconciler.run, args=(self._stop,), daemon=True)
+        self._reconciler.start()
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "textlayer", *args], env=self.env, stdout=log, stderr=log)
+        log.close()
+        return process
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "worker", "--concurrency", "2")
+
+    def submit(self, name: str, data: bytes) -> str:
+        return self.pipeline.submit("default", data, filename=name, publish=self.publish)
+
+    def wait(self, job_ids: list[str], timeout_s: float = 240) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            jobs = {job_id: self.pipeline.jobs.get(job_id) for job_id in job_ids}
+            if all(job.state in TERMINAL for job in jobs.values()):
+                return jobs
+            time.sleep(0.3)
+        raise AssertionError(f"jobs not finished: {jobs}; worker log: {(self.logs / 'worker.log').read_text()[-3000:]}")
+
+    def worker_children(self) -> list[int]:
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.worker.pid:
+                children.append(int(stat.parent.name))
+        return children
+
+    def close(self) -> None:
+        self._stop.set()
+        for process in (self.worker, self.ocr_server):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (self.worker, self.ocr_server):
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    running = Service(tmp_path_factory.mktemp("pipeline"))
+    yield running
+    running.close()
+
+
+def _scan_pdf(pages) -> bytes:
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=(612, 792))
+    for page in pages:
+        pdf.drawImage(ImageReader(io.BytesIO(page_to_png(page))), 0, 0, width=612, height=792)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def _tiff(pages) -> bytes:
+    images = [Image.fromarray(p.image) for p in pages]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="TIFF", save_all=True, append_images=images[1:], dpi=(100, 100))
+    return buffer.getvalue()
+
+
+def test_a_pdf_a_jpeg_and_a_tiff_become_searchable(service):
+    receipt, fonts, table = (make_page(kind, dpi=100) for kind in ("receipt", "fonts", "table"))
+    jobs = {
+        service.submit("scan.pdf", _scan_pdf([fonts])): "scan.pdf",
+        service.submit("photo.jpg", page_to_jpeg(receipt)): "photo.jpg",
+        service.submit("pages.tiff", _tiff([receipt, fonts, table])): "pages.tiff",
+    }
+    finished = service.wait(list(jobs))
+    assert {job.state for job in finished.values()} == {"SUCCEEDED"}, finished
+    for job_id in jobs:
+        pdf_bytes = service.pipeline.blobs.get("default", job_id, "output.pdf")
+        text = service.pipeline.blobs.get("default", job_id, "text.txt").decode().split("\f")
+        with pdfplumber.open(io.BytesIO(pdf_bytes)) as pdf:
+            extracted = [page.extract_text() or "" for page in pdf.pages]
+        assert len(extracted) == len(text)
+        for ocr_text, pdf_text in zip(text, extracted, strict=True):
+            assert ocr_text.split() == pdf_text.split()
+    tiff_job = next(job_id for job_id, name in jobs.items() if name == "pages.tiff")
+    word = table.words[0].text
+    hits = service.pipeline.index.search("default", word)
+    assert any(hit.document_id == tiff_job and hit.page == 2 for hit in hits), hits
+    assert service.pipeline.index.search("other-tenant", word) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("empty.png", "empty_file"),
+        ("garbage.pdf", "unsupported_type"),
+        ("truncated.png", "corrupt_image"),
+        ("bomb.png", "image_too_large"),
+    ],
+)
+def test_bad_inputs_end_failed_with_their_reason(service, name, reason):
+    png = page_to_png(make_page("receipt", dpi=100))
+    data = {
+        "empty.png": b"",
+        "garbage.pdf": os.urandom(2048),
+        "truncated.png": png[: len(png) // 2],
+        "bomb.png": _png_bomb(),
+    }[name]
+    job = service.wait([service.submit(name, data)])
+    (state,) = job.values()
+    assert state.state == "FAILED" and state.reason == reason, state
+    assert state.message
+
+
+def _png_bomb() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_c1_killing_a_pool_child_mid_task_still_succeeds_once(service):
+    pages = [make_page(kind, dpi=100) for kind in ("fonts", "table", "receipt", "two_column")]
+    job_id = service.submit("long.tiff", _tiff(pages))
+    deadline = time.monotonic() + 60
+    while service.pipeline.jobs.get(job_id).state != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for child in service.worker_children():
+        os.kill(child, signal.SIGKILL)
+    (job,) = service.wait([job_id]).values()
+    assert job.state == "SUCCEEDED" and job.attempts >= 2
+    assert service.pipeline.index.page_count("default", job_id) == len(pages)
+
+
+def test_poison_document_fails_after_the_attempt_cap_and_others_succeed(service):
+    poison = service.submit("poison.png", page_to_png(make_page("receipt", dpi=100)))
+    healthy = service.submit("healthy.jpg", page_to_jpeg(make_page("receipt", dpi=100)))
+    finished = service.wait([poison, healthy], timeout_s=300)
+    assert finished[poison].state == "FAILED" and finished[poison].reason == "too_many_attempts"
+    assert finished[healthy].state == "SUCCEEDED"
+
+
+def test_c3_killing_the_whole_worker_recovers_through_the_lease(service):
+    job_id = service.submit("whole.tiff", _tiff([make_page(k, dpi=100) for k in ("fonts", "table", "receipt")]))
+    deadline = time.monotonic() + 60
+    while service.pipeline.jobs.get(job_id).state != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in [*service.worker_children(), service.worker.pid]:
+        os.kill(pid, signal.SIGKILL)
+    service.worker.wait()
+    killed_at = time.monotonic()
+    service.worker = service.start_worker()
+    (job,) = service.wait([job_id], timeout_s=120).values()
+    assert job.state == "SUCCEEDED"
+    assert time.monotonic() - killed_at < LEASE_S + 1.0 + 60  # lease + reconciler period + the OCR itself
+
+
+def test_r1_killing_redis_with_200_jobs_queued_loses_none(tmp_path):
+    import redis as redis_client
+    from celery import Celery
+
+    from textlayer.queue.app import celery_settings
+
+    broker = private_redis(tmp_path / "r1")
+    publisher = Celery("r1-publisher")
+    publisher.conf.update(celery_settings(broker.celery_url))
+    try:
+        for index in range(200):
+            publisher.send_task("textlayer.process", args=(f"job-{index:03d}",))
+        time.sleep(1.5)  # appendfsync everysec
+        os.kill(broker.pid, signal.SIGKILL)
+        broker.start()
+        client = redis_client.Redis.from_url(broker.redis_url)
+        try:
+            assert client.llen("textlayer") == 200
+        finally:
+            client.close()
+    finally:
+        publisher.close()
+        broker.stop()
