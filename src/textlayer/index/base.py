@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -10,6 +11,91 @@ from textlayer.elements import PageText
 
 Box = tuple[float, float, float, float]
 """Axis-aligned box ``(x0, y0, x1, y1)`` in pixels of the page image."""
+
+MAX_QUERY_CHARS = 1000
+"""Longer queries are cut to this many characters before they are split into terms."""
+
+MAX_QUERY_TERMS = 32
+"""Terms after this many distinct ones are ignored (they could only narrow the result further)."""
+
+
+def _is_token_char(char: str) -> bool:
+    # Same classes as SQLite's unicode61 tokenizer: letters, numbers, private use, and
+    # combining marks (so a decomposed "e" + U+0301 stays inside its word).
+    category = unicodedata.category(char)
+    return category[0] in "LNM" or category == "Co"
+
+
+def split_terms(text: str) -> list[str]:
+    """Split text into words the way the index does: runs of Unicode letters, digits and marks.
+
+    Args:
+        text: Any text; punctuation, spaces and symbols separate words and are dropped.
+
+    Returns:
+        The words in order, as written (not normalised); runs made only of combining marks are dropped.
+    """
+    terms: list[str] = []
+    current: list[str] = []
+    for char in text + " ":
+        if _is_token_char(char):
+            current.append(char)
+        elif current:
+            if any(unicodedata.category(c)[0] != "M" for c in current):
+                terms.append("".join(current))
+            current = []
+    return terms
+
+
+def term_key(term: str) -> str:
+    """Case- and accent-free form of a word, for comparing query terms with page words.
+
+    Args:
+        term: One word.
+
+    Returns:
+        The word decomposed (NFD), without combining marks, in lower case: ``"CAFÉ"`` -> ``"cafe"``.
+    """
+    decomposed = unicodedata.normalize("NFD", term)
+    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn").lower()
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct words of a user's query, at most :data:`MAX_QUERY_TERMS` of them.
+
+    Args:
+        query: Free text from a user; only its first :data:`MAX_QUERY_CHARS` characters count.
+
+    Returns:
+        The words in first-seen order, one per :func:`term_key`; empty when the query has none.
+    """
+    terms: list[str] = []
+    seen: set[str] = set()
+    for term in split_terms(query[:MAX_QUERY_CHARS]):
+        key = term_key(term)
+        if key and key not in seen:
+            seen.add(key)
+            terms.append(term)
+            if len(terms) == MAX_QUERY_TERMS:
+                break
+    return terms
+
+
+def matching_boxes(words: Sequence[tuple[str, Box]], terms: Sequence[str]) -> tuple[Box, ...]:
+    """Boxes of the words that contain one of the query terms as a whole word.
+
+    A word such as ``"(Café),"`` matches ``cafe``; ``"concatenate"`` does not match ``cat``,
+    because the full-text index matched whole words too.
+
+    Args:
+        words: ``(text, box)`` of each word of a page, in reading order.
+        terms: Query terms from :func:`query_terms`.
+
+    Returns:
+        The matching words' boxes, in reading order.
+    """
+    keys = {term_key(term) for term in terms}
+    return tuple(box for text, box in words if any(term_key(part) in keys for part in split_terms(text)))
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ _PROBE_TIMEOUT_S = 1.0
 """How long one PING probe waits: a healthy local server answers in microseconds."""
 _READY_POLL_S = 0.05
 """Pause between PING probes while a starting server loads its AOF."""
+_DYING_GRACE_S = 2.0
+"""How long start() waits for a previous server of ours that no longer answers to finish exiting."""
 
 
 class BrokerError(TextlayerError):
@@ -308,9 +310,9 @@ class EmbeddedRedis:
     def _start_locked(self, timeout_s: float) -> None:
         """:meth:`start`, with the lock held (the supervisor calls it too)."""
         if self._process is not None:
-            if self._process.poll() is None:
+            if not self._reap_if_dying(self._process):
                 raise BrokerError(f"redis-server already running (pid {self._process.pid}) on {self.data_dir}")
-            self._process = None  # poll() reaped it
+            self._process = None
         socket_bytes = len(os.fsencode(self.socket_path))
         if socket_bytes > _MAX_UNIX_SOCKET_PATH_BYTES:
             raise BrokerError(
@@ -344,6 +346,22 @@ class EmbeddedRedis:
             raise
         self._started_at_s = time.monotonic()
         log.info("redis-server pid %d ready at %s (data dir %s)", process.pid, self.redis_url, self.data_dir)
+
+    def _reap_if_dying(self, process: subprocess.Popen[bytes]) -> bool:
+        """Whether our previous process has exited (and is reaped), allowing for one that is being killed.
+
+        Right after ``kill -9`` the kernel may not have torn the process down yet, so ``poll()`` still
+        says running; a process that no longer answers PING gets a short grace period to finish dying.
+        """
+        if process.poll() is not None:
+            return True
+        if _probe(self.socket_path) != "absent":
+            return False
+        try:
+            process.wait(timeout=_DYING_GRACE_S)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def _remove_stale_files(self) -> None:
         """Refuse to start over a live Redis; remove the socket and pidfile of a dead one.
