@@ -1,0 +1,31 @@
+"""Job state and job files of the asynchronous OCR service: a job store and a blob store."""
+
+from __future__ import annotations
+
+from textlayer.store.blobs import BLOB_NAMES, BlobError, BlobStore
+from textlayer.store.jobs import (
+    TERMINAL_STATES,
+    TOO_MANY_ATTEMPTS,
+    Job,
+    JobNotFound,
+    JobState,
+    JobStore,
+    JobStoreError,
+    PageError,
+)
+from textlayer.store.sqlite_jobs import SqliteJobStore
+
+__all__ = [
+    "BLOB_NAMES",
+    "BlobError",
+    "BlobStore",
+    "Job",
+    "JobNotFound",
+    "JobState",
+    "JobStore",
+    "JobStoreError",
+    "PageError",
+    "SqliteJobStore",
+    "TERMINAL_STATES",
+    "TOO_MANY_ATTEMPTS",
+]

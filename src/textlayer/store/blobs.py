@@ -1,0 +1,364 @@
+"""The blob store: a job's files (upload, searchable PDF, per-page results) in a folder tree.
+
+Layout::
+
+    {root}/{tenant}/{job_id}/input            the uploaded document, as received
+    {root}/{tenant}/{job_id}/output.pdf       the searchable PDF
+    {root}/{tenant}/{job_id}/text.txt         plain text, pages separated by form feeds
+    {root}/{tenant}/{job_id}/meta.json        metadata
+    {root}/{tenant}/{job_id}/pages/00000.json one page's result (text, words), zero-based
+
+Only validated names reach a path: tenant and job ids match ``ID_PATTERN`` (no separator, no
+leading dot, so never ``.``/``..`` nor a temp file's name), blob names come from
+``BLOB_NAMES``, pages are integers; the client's file name is never used. Nothing can
+therefore be read or written outside ``root``.
+
+Writes are atomic and durable: the data goes to a temp file in the target folder, is flushed
+and fsynced, renamed over the target with ``os.replace`` and the folder is fsynced, so a
+reader sees the old file or the new one, never a torn one, and a written file survives a
+power cut. A crash may leave a ``.*.tmp`` file behind, which no listing shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from textlayer.errors import TextlayerError
+
+log = logging.getLogger(__name__)
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""What a tenant or job id must fully match to become a folder name."""
+
+BLOB_NAMES = frozenset({"input", "meta.json", "output.pdf", "text.txt"})
+"""The files a job folder may hold besides its pages."""
+
+PAGES_DIR = "pages"
+"""Folder of a job's per-page results."""
+
+MAX_PAGE = 99_999
+"""Highest page index: page file names have five digits."""
+
+_PAGE_FILE = re.compile(r"(\d{5})\.json")
+
+
+class BlobError(TextlayerError):
+    """A blob cannot be stored or read; ``reason`` says why (``bad_id``, ``blob_not_found``...)."""
+
+    reason = "blob_error"
+
+
+def _check_id(kind: str, value: object) -> str:
+    # fullmatch, not match with "$": "$" also matches before a trailing newline.
+    if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None or value in (".", ".."):
+        raise BlobError(
+            f"{kind} {value!r:.80} is not a valid id (1-64 letters, digits, '_', '.', '-', starting with a letter"
+            " or digit)",
+            reason="bad_id",
+        )
+    return value
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or name not in BLOB_NAMES:
+        raise BlobError(f"{name!r:.80} is not a blob name; use one of {sorted(BLOB_NAMES)}", reason="bad_name")
+    return name
+
+
+def _check_page(page: object) -> int:
+    # bool is an int subclass; True as a page number is a bug at the caller.
+    if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page <= MAX_PAGE:
+        raise BlobError(f"page {page!r:.80} is not a page index from 0 to {MAX_PAGE}", reason="bad_page")
+    return page
+
+
+def _page_name(page: int) -> str:
+    return f"{page:05d}.json"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the folder's entries (a rename, a new file or subfolder) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(folder: Path) -> None:
+    """Create ``folder`` and missing parents, fsyncing each new entry's parent so the folder survives a crash."""
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            # Another writer created it first; it still needs no fsync from us, but being a
+            # file instead of a folder is an error that the open() below reports.
+            continue
+        _fsync_dir(path.parent)
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    _make_dirs(target.parent)
+    # The temp name starts with a dot, which no valid id or blob name does, so it can never
+    # collide with a blob or be listed as one.
+    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        temp.replace(target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+class BlobStore:
+    """A job's files under ``root``; safe for several threads and processes at once.
+
+    The constructor does no I/O: folders are created by the first write.
+    """
+
+    def __init__(self, root: Path) -> None:
+        """Use ``root`` as the top folder of the store.
+
+        Args:
+            root: The store's folder; created (with its parents) on the first write.
+        """
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        """Show the root, for logs."""
+        return f"BlobStore({str(self.root)!r})"
+
+    def _job_dir(self, tenant: str, job_id: str) -> Path:
+        return self.root / _check_id("tenant", tenant) / _check_id("job id", job_id)
+
+    def path(self, tenant: str, job_id: str, name: str) -> Path:
+        """Where a blob lives (whether or not it exists).
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            name: One of :data:`BLOB_NAMES`.
+
+        Returns:
+            ``{root}/{tenant}/{job_id}/{name}``.
+
+        Raises:
+            BlobError: An id is not valid (reason ``bad_id``) or the name is not a blob name
+                (``bad_name``).
+        """
+        return self._job_dir(tenant, job_id) / _check_name(name)
+
+    def page_path(self, tenant: str, job_id: str, page: int) -> Path:
+        """Where a page's result lives (whether or not it exists).
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            page: Zero-based page index.
+
+        Returns:
+            ``{root}/{tenant}/{job_id}/pages/{page:05d}.json``.
+
+        Raises:
+            BlobError: An id is not valid (``bad_id``) or the page is out of range (``bad_page``).
+        """
+        return self._job_dir(tenant, job_id) / PAGES_DIR / _page_name(_check_page(page))
+
+    def _put(self, target: Path, data: bytes) -> Path:
+        try:
+            _write_atomic(target, bytes(data))
+        except OSError as exc:
+            raise BlobError(f"cannot store {target}: {exc}", reason="blob_write_failed") from exc
+        log.debug("stored %d bytes in %s", len(data), target)
+        return target
+
+    @staticmethod
+    def _get(target: Path, what: str) -> bytes:
+        try:
+            return target.read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobError(f"there is no {what}", reason="blob_not_found") from exc
+        except OSError as exc:
+            raise BlobError(f"cannot read {what}: {exc}", reason="blob_read_failed") from exc
+
+    def put(self, tenant: str, job_id: str, name: str, data: bytes) -> Path:
+        """Store a blob atomically and durably, replacing any previous one.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            name: One of :data:`BLOB_NAMES`.
+            data: The content.
+
+        Returns:
+            The blob's path.
+
+        Raises:
+            BlobError: A bad id or name, or the file cannot be written (``blob_write_failed``).
+        """
+        return self._put(self.path(tenant, job_id, name), data)
+
+    def get(self, tenant: str, job_id: str, name: str) -> bytes:
+        """Read a blob.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            name: One of :data:`BLOB_NAMES`.
+
+        Returns:
+            The content.
+
+        Raises:
+            BlobError: A bad id or name, no such blob (``blob_not_found``) or a read error.
+        """
+        return self._get(self.path(tenant, job_id, name), f"{name} for job {job_id!r}")
+
+    def exists(self, tenant: str, job_id: str, name: str) -> bool:
+        """True when the blob is stored.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            name: One of :data:`BLOB_NAMES`.
+
+        Returns:
+            Whether the file exists.
+
+        Raises:
+            BlobError: A bad id or name.
+        """
+        return self.path(tenant, job_id, name).is_file()
+
+    def put_page(self, tenant: str, job_id: str, page: int, data: bytes) -> Path:
+        """Store one page's result atomically and durably, replacing any previous one.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            page: Zero-based page index.
+            data: The page's JSON.
+
+        Returns:
+            The page file's path.
+
+        Raises:
+            BlobError: A bad id or page, or the file cannot be written.
+        """
+        return self._put(self.page_path(tenant, job_id, page), data)
+
+    def get_page(self, tenant: str, job_id: str, page: int) -> bytes:
+        """Read one page's result.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+            page: Zero-based page index.
+
+        Returns:
+            The page's JSON.
+
+        Raises:
+            BlobError: A bad id or page, no such page (``blob_not_found``) or a read error.
+        """
+        return self._get(self.page_path(tenant, job_id, page), f"page {page} for job {job_id!r}")
+
+    def pages(self, tenant: str, job_id: str) -> list[int]:
+        """The pages whose result is stored.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+
+        Returns:
+            Zero-based page indexes, ascending; empty when there are none.
+
+        Raises:
+            BlobError: A bad id.
+        """
+        folder = self._job_dir(tenant, job_id) / PAGES_DIR
+        try:
+            names = [entry.name for entry in folder.iterdir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        # Temp files (".00003.json.xyz.tmp") do not match, so a page being written is not listed.
+        return sorted(int(m.group(1)) for n in names if (m := _PAGE_FILE.fullmatch(n)) is not None)
+
+    def delete_job(self, tenant: str, job_id: str) -> None:
+        """Remove a job's folder and everything in it; removing a missing job does nothing.
+
+        Args:
+            tenant: Owner of the job.
+            job_id: The job's id.
+
+        Raises:
+            BlobError: A bad id, or the folder cannot be removed (``blob_delete_failed``).
+        """
+        folder = self._job_dir(tenant, job_id)
+        # Renamed away first (atomic), so that a crash half-way through the removal never
+        # leaves a job folder that looks like a job with missing pages; the dot name is never listed.
+        doomed = folder.with_name(f".deleting.{job_id}.{os.getpid()}.{os.urandom(4).hex()}")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BlobError(f"cannot delete job {job_id!r}: {exc}", reason="blob_delete_failed") from exc
+        try:
+            shutil.rmtree(doomed)
+            _fsync_dir(folder.parent)
+        except OSError as exc:
+            raise BlobError(f"cannot delete job {job_id!r}: {exc}", reason="blob_delete_failed") from exc
+        log.debug("deleted %s", folder)
+
+    def jobs(self, tenant: str | None = None) -> Iterator[tuple[str, str]]:
+        """Every job folder, for a reindex.
+
+        Args:
+            tenant: Only this tenant's jobs; all tenants when None.
+
+        Yields:
+            ``(tenant, job_id)`` pairs, sorted; folders whose names are not valid ids (temp
+            and half-deleted folders) are skipped.
+
+        Raises:
+            BlobError: ``tenant`` is not a valid id.
+        """
+        tenants = [_check_id("tenant", tenant)] if tenant is not None else _valid_subdirs(self.root)
+        for name in tenants:
+            for job_id in _valid_subdirs(self.root / name):
+                yield name, job_id
+
+
+def _valid_subdirs(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = list(scan)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    names = []
+    for entry in entries:
+        # follow_symlinks=False: a link planted in the tree must not lead a walk outside the root.
+        if entry.is_dir(follow_symlinks=False) and ID_PATTERN.fullmatch(entry.name) and entry.name not in (".", ".."):
+            names.append(entry.name)
+    return sorted(names)
