@@ -195,7 +195,7 @@ def _wait_for(pipeline: Any, tenant: str, job_ids: list[str], names: list[str]) 
     from tqdm import tqdm
 
     bars = {
-        job_id: tqdm(total=1, desc=name[:30], unit="page", position=i, file=sys.stderr, leave=True)
+        job_id: tqdm(total=1, desc=name[:30], unit="page", position=i, file=sys.stderr, leave=True, disable=None)
         for i, (job_id, name) in enumerate(zip(job_ids, names, strict=True))
     }
     open_jobs = set(job_ids)
@@ -280,7 +280,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     failed_dir.mkdir(exist_ok=True)
     in_flight: dict[str, Path] = {}
     failures: list[str] = []
-    bar = tqdm(total=0, unit="doc", desc="ingest", file=sys.stderr)
+    bar = tqdm(total=0, unit="doc", desc="ingest", file=sys.stderr, disable=None)
     while True:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
             if path in in_flight.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,6 +169,8 @@ def test_a_pdf_a_jpeg_and_a_tiff_become_searchable(service):
         ("garbage.pdf", "unsupported_type"),
         ("truncated.png", "corrupt_image"),
         ("bomb.png", "image_too_large"),
+        ("locked.pdf", "encrypted_pdf"),
+        ("huge.pdf", "too_many_pages"),
     ],
 )
 def test_bad_inputs_end_failed_with_their_reason(service, name, reason):
@@ -177,11 +180,26 @@ def test_bad_inputs_end_failed_with_their_reason(service, name, reason):
         "garbage.pdf": os.urandom(2048),
         "truncated.png": png[: len(png) // 2],
         "bomb.png": _png_bomb(),
+        "locked.pdf": _pdf_with(pages=1, password="secret"),
+        "huge.pdf": _pdf_with(pages=5000),
     }[name]
     job = service.wait([service.submit(name, data)])
     (state,) = job.values()
     assert state.state == "FAILED" and state.reason == reason, state
     assert state.message
+
+
+def _pdf_with(*, pages: int, password: str | None = None) -> bytes:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=612, height=792)
+    if password:
+        writer.encrypt(password)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
 
 
 def _png_bomb() -> bytes:
@@ -256,3 +274,45 @@ def test_r1_killing_redis_with_200_jobs_queued_loses_none(tmp_path):
     finally:
         publisher.close()
         broker.stop()
+
+
+def _cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "textlayer", *args], env=service.env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_submit_wait_status_get_and_search(service, tmp_path):
+    page = make_page("receipt", dpi=100)
+    scan = tmp_path / "receipt.png"
+    scan.write_bytes(page_to_png(page))
+    submitted = _cli(service, "submit", str(scan), "--wait")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[0]
+    assert "SUCCEEDED ->" in submitted.stdout and "output.pdf" in submitted.stdout
+    status = _cli(service, "status", job_id)
+    assert "state     SUCCEEDED" in status.stdout and "pages     1/1" in status.stdout
+    out = tmp_path / "out.pdf"
+    assert _cli(service, "get", job_id, "-o", str(out)).returncode == 0
+    assert out.read_bytes().startswith(b"%PDF-")
+    text = tmp_path / "out.txt"
+    assert _cli(service, "get", job_id, "-o", str(text), "--text").returncode == 0
+    word = max(re.findall(r"[A-Za-z]{5,}", text.read_text()), key=len)
+    found = _cli(service, "search", word)
+    assert found.returncode == 0 and job_id in found.stdout and "page 1" in found.stdout
+    assert _cli(service, "search", word, "--tenant", "someone-else").returncode == 1
+    missing = _cli(service, "status", "0" * 32)
+    assert missing.returncode != 0 and "textlayer: error:" in missing.stderr
+
+
+def test_cli_ingest_moves_files_to_done_and_failed(service, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(page_to_jpeg(make_page("receipt", dpi=100)))
+    (inbox / "b.png").write_bytes(page_to_png(make_page("fonts", dpi=100)))
+    (inbox / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
+    result = _cli(service, "ingest", str(inbox))
+    assert result.returncode == 2, result.stderr
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.jpg", "b.png"]
+    assert [p.name for p in (inbox / "failed").iterdir()] == ["broken.pdf"]
+    assert "2 done, 1 failed" in result.stdout and "broken.pdf: corrupt_pdf" in result.stdout

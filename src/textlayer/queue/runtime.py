@@ -45,7 +45,8 @@ def broker_url(settings: Settings) -> str:
             f"no textlayer stack is running for {settings.data_dir} (start one with `textlayer up`, or set REDIS_URL)",
             reason="stack_not_running",
         )
-    return found
+    # running_at() answers with redis-py's unix:// form; Celery/kombu spell it redis+socket://.
+    return "redis+socket://" + found.removeprefix("unix://") if found.startswith("unix://") else found
 
 
 def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipeline:
