@@ -6,7 +6,12 @@ Run: .venv/bin/python bench/pipeline.py [--pages 50]
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
+# bench/grpc.py would shadow the grpc package that the OCR client imports: drop this folder from the path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import argparse
@@ -15,10 +20,8 @@ import multiprocessing
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EVAL_DIR = REPO.parent / "shared" / "eval"

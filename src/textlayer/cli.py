@@ -57,6 +57,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"textlayer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the service keeps its state: jobs, index, blobs, Redis, sockets, logs "
+        "(default $TEXTLAYER_DATA_DIR or ~/.local/share/textlayer)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ocr = commands.add_parser(
@@ -165,6 +171,8 @@ def _settings_for(args: argparse.Namespace) -> Settings:
         "max_pixels": getattr(args, "max_pixels", None),
         "threads": getattr(args, "threads", None),
     }
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir.resolve()
     values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
     return Settings(**values)
 

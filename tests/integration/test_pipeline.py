@@ -316,3 +316,23 @@ def test_cli_ingest_moves_files_to_done_and_failed(service, tmp_path):
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.jpg", "b.png"]
     assert [p.name for p in (inbox / "failed").iterdir()] == ["broken.pdf"]
     assert "2 done, 1 failed" in result.stdout and "broken.pdf: corrupt_pdf" in result.stdout
+
+
+def test_reindex_rebuilds_the_index_from_the_blob_store(service):
+    job_id = service.submit("again.jpg", page_to_jpeg(make_page("receipt", dpi=100)))
+    (job,) = service.wait([job_id]).values()
+    assert job.state == "SUCCEEDED"
+    text = service.pipeline.blobs.get("default", job_id, "text.txt").decode()
+    word = max(re.findall(r"[A-Za-z]{5,}", text), key=len)
+    service.pipeline.index.delete_document("default", job_id)
+    assert not any(hit.document_id == job_id for hit in service.pipeline.index.search("default", word))
+    env = {k: v for k, v in service.env.items() if k != "TEXTLAYER_DATA_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "textlayer", "--data-dir", str(service.data_dir), "reindex"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "documents indexed" in result.stdout, result.stderr
+    assert any(hit.document_id == job_id for hit in service.pipeline.index.search("default", word))
