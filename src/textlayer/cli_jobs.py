@@ -280,6 +280,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     failed_dir.mkdir(exist_ok=True)
     in_flight: dict[str, Path] = {}
     failures: list[str] = []
+    finished = 0
     bar = tqdm(total=0, unit="doc", desc="ingest", file=sys.stderr, disable=None)
     while True:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
@@ -297,12 +298,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             if job.state == "FAILED":
                 failures.append(f"{path.name}: {job.reason}: {job.message}")
             del in_flight[job_id]
+            finished += 1
             bar.update(1)
         if not in_flight and not args.watch:
             break
         time.sleep(1.0)
     bar.close()
-    print(f"{bar.n - len(failures)} done, {len(failures)} failed")
+    print(f"{finished - len(failures)} done, {len(failures)} failed")  # bar.n stays 0 when tqdm is disabled
     for line in failures:
         print(f"  {line}")
     return 2 if failures else 0
