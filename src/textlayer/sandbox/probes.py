@@ -2,7 +2,7 @@
 
 Every probe is harmless when run *without* a jail (design/SANDBOX.md R12): files only in a
 scratch directory the caller made, signal 0, nonexistent pids, invalid arguments that make
-the kernel answer without acting, and never ``kill(-1, ...)``, PID 1 or ptrace of a live
+the kernel answer without acting; never a broadcast signal, PID 1 or ptrace of a live
 process. A probe either gets its syscall through to the kernel (``escaped``), is refused with
 an errno by the jail (``refused``), or its process is killed by the seccomp filter.
 
@@ -43,6 +43,17 @@ _NUMBERS = {
 
 PTRACE_ATTACH = 16
 BPF_PROG_LOAD = 5
+
+
+def _target(pid: int) -> int:
+    """The pid a signal or ptrace probe may aim at: above 1 and owned by no process (R12)."""
+    try:
+        taken = Path(f"/proc/{pid}").exists()
+    except OSError:  # inside the jail stat is refused; its pid namespace hides every host pid anyway
+        taken = False
+    if pid <= 1 or taken:
+        raise ValueError(f"probe target {pid} is not an unused pid")
+    return pid
 
 
 def _raw(name: str, *args: int | bytes | None) -> str:
@@ -161,17 +172,17 @@ def fork(scratch: str, pid: int) -> str:
 
 def ptrace_attach(scratch: str, pid: int) -> str:
     """Attach to a pid nobody has (ESRCH from the kernel)."""
-    return _raw("ptrace", PTRACE_ATTACH, pid, 0, 0)
+    return _raw("ptrace", PTRACE_ATTACH, _target(pid), 0, 0)
 
 
 def kill_other(scratch: str, pid: int) -> str:
     """Signal 0 to a pid nobody has."""
-    return _raw("kill", pid, 0)
+    return _raw("kill", _target(pid), 0)
 
 
 def tgkill_other(scratch: str, pid: int) -> str:
     """Signal 0 to a thread of a pid nobody has."""
-    return _raw("tgkill", pid, pid, 0)
+    return _raw("tgkill", _target(pid), _target(pid), 0)
 
 
 def mount(scratch: str, pid: int) -> str:
