@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from textlayer.documents import DEFAULT_DPI, DEFAULT_MAX_PAGES
+from textlayer.limits import DEFAULT_DPI, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS, DocumentLimits
 from textlayer.sandbox.policy import SandboxPolicy
-from textlayer.worker.decode import DEFAULT_MAX_PIXELS
 from textlayer.worker.manifest import DEFAULT_MODEL_SET
 
 
@@ -68,6 +67,14 @@ class Settings:
     """Wall clock for one page inside the jail."""
     sandbox_memory_mib: int = SandboxPolicy.address_space_mib
     """Address-space limit of a jailed worker."""
+    convert_memory_mib: int = 2048
+    """Address-space limit of a jailed document converter (decompression bombs die against it)."""
+    convert_deadline_s: int = 300
+    """Wall clock for one converter request (inspect, a batch of pages, or building the PDF)."""
+    max_upload_mib: int = 100
+    """Largest document accepted, in MiB; larger ones are refused before they are stored."""
+    max_document_s: int = 3600
+    """Wall clock for one document's whole run; past it the job fails (``document_timeout``)."""
 
     def sandbox_policy(self, *, workers: int = 1, test_hooks: bool = False) -> SandboxPolicy:
         """The jail policy these settings describe."""
@@ -81,6 +88,26 @@ class Settings:
             address_space_mib=self.sandbox_memory_mib,
             test_hooks=test_hooks,
         )
+
+    def conversion_policy(self, *, test_hooks: bool = False) -> SandboxPolicy:
+        """The jail of a document converter: no models, a 2 GiB address space (PDFium aborts past it)."""
+        return SandboxPolicy(
+            role="convert",
+            layers="prefer" if self.sandbox_layers == "prefer" else "require",
+            workers=1,
+            max_pixels=self.max_pixels,
+            deadline_s=float(self.convert_deadline_s),
+            address_space_mib=self.convert_memory_mib,
+            max_request_mib=self.max_upload_mib * 2 + 16,
+            max_reply_mib=self.max_upload_mib * 3 + 64,
+            recycle_after_pages=200,
+            recycle_above_rss_mib=1024,
+            test_hooks=test_hooks,
+        )
+
+    def document_limits(self) -> DocumentLimits:
+        """Page, pixel and dpi limits of one document."""
+        return DocumentLimits(max_pixels=self.max_pixels, max_pages=self.max_pages, dpi=self.pdf_dpi)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -99,4 +126,8 @@ class Settings:
             sandbox_memory_mib=_int(
                 environ, "TEXTLAYER_SANDBOX_MEMORY_MIB", SandboxPolicy.address_space_mib, minimum=512
             ),
+            convert_memory_mib=_int(environ, "TEXTLAYER_CONVERT_MEMORY_MIB", 2048, minimum=512),
+            convert_deadline_s=_int(environ, "TEXTLAYER_CONVERT_DEADLINE_S", 300),
+            max_upload_mib=_int(environ, "TEXTLAYER_MAX_UPLOAD_MIB", 100),
+            max_document_s=_int(environ, "TEXTLAYER_MAX_DOCUMENT_S", 3600),
         )

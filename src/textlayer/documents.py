@@ -1,31 +1,37 @@
-"""Split an input document (image or PDF) into page images; the only pypdfium2 import."""
+"""Split an input document (image or PDF) into page images; the only pypdfium2 import.
+
+Everything here parses untrusted bytes, so it runs inside a jailed converter
+(sandbox/convert_handlers.py), or in-process only with ``textlayer ocr --no-sandbox``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pypdfium2 as pdfium
 
 from textlayer.errors import InputDocumentError
-from textlayer.worker.decode import (
-    DEFAULT_MAX_FRAMES,
-    DEFAULT_MAX_PIXELS,
-    count_frames,
-    decode_image,
-    encode_png,
-    sniff_image_format,
-)
+from textlayer.limits import DEFAULT_DPI, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PAGES, DocumentLimits
+from textlayer.sniff import document_kind
+from textlayer.worker.decode import count_frames, decode_image, encode_png
+
+__all__ = [
+    "DEFAULT_DPI",
+    "DEFAULT_MAX_PAGES",
+    "DocumentInfo",
+    "DocumentLimits",
+    "EncodedPage",
+    "SourcePage",
+    "document_kind",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DPI = 300
-"""Resolution PDF pages are rasterised at for OCR (lowered for pages that would exceed the pixel limit)."""
-
-DEFAULT_MAX_PAGES = 2000
-"""Most pages accepted from one document."""
+MAX_SIDE_PX = 20_000
+"""Longest side of a rasterised page; a longer page is rendered at a lower dpi."""
 
 MIN_TEXT_CHARS = 1
 """A PDF page with at least this many characters of text already has a text layer."""
@@ -43,50 +49,108 @@ class SourcePage:
 
 @dataclass(frozen=True)
 class EncodedPage:
-    """One page on its way into a jailed worker: encoded image bytes (never decoded here) and which frame."""
+    """One page on its way into a jailed OCR worker: encoded image bytes (never decoded here) and which frame.
+
+    ``data`` is None for a page that needs no OCR: it already has text, or it is blank.
+    """
 
     index: int
     data: bytes | None
     frame: int = 0
     dpi: float | None = None
     has_text: bool = False
+    blank: bool = False
 
 
 @dataclass(frozen=True)
-class DocumentLimits:
-    """Limits that protect the machine from oversized documents."""
+class DocumentInfo:
+    """What the converter learnt about a document before any page is rendered."""
 
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_pages: int = DEFAULT_MAX_PAGES
-    dpi: int = DEFAULT_DPI
+    kind: str
+    pages: int
 
 
-def document_kind(data: bytes) -> str:
-    """'PDF', 'PNG', 'JPEG' or 'TIFF' by magic bytes at offset 0.
+def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> DocumentInfo:
+    """Type, page count, encryption and signature checks: everything that can refuse a whole document.
 
     Raises:
-        InputDocumentError: empty or of another type.
+        InputDocumentError: empty, unsupported, corrupt, encrypted, signed, too many pages or too large.
     """
-    if not data:
-        raise InputDocumentError("The file is empty.", reason="empty_file")
-    if data.startswith(b"%PDF-"):
-        return "PDF"
-    kind = sniff_image_format(data)
-    if kind is None:
-        raise InputDocumentError("The file is not a PDF, PNG, JPEG or TIFF document.", reason="unsupported_type")
-    return kind
+    limits = limits or DocumentLimits()
+    kind = document_kind(data)
+    if kind != "PDF":
+        frames = count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
+        return DocumentInfo(kind, frames)
+    pdf = _open_pdf(data)
+    try:
+        pages = _checked_page_count(pdf, limits)
+        signatures = pdfium.raw.FPDF_GetSignatureCount(pdf.raw)
+        if signatures > 0 and not limits.invalidate_signature:
+            raise InputDocumentError(
+                "The PDF is digitally signed; adding a text layer would invalidate the signature. "
+                "Upload it again with the option to invalidate the signature if that is acceptable.",
+                reason="signed_pdf",
+            )
+        return DocumentInfo(kind, pages)
+    finally:
+        pdf.close()
+
+
+def render_pages(
+    data: bytes, indexes: Sequence[int], limits: DocumentLimits | None = None, *, force_ocr: bool = False
+) -> list[EncodedPage]:
+    """Encode the given pages for OCR: PDF pages rasterised to PNG, TIFF frames split to PNG.
+
+    A single-frame PNG or JPEG comes back as the file itself (decoded only by the OCR worker).
+    Pages that already have text or are blank come back with ``data=None``.
+
+    Raises:
+        InputDocumentError: as :func:`inspect_document`, or a page cannot be read.
+    """
+    limits = limits or DocumentLimits()
+    if not indexes:
+        return []
+    kind = document_kind(data)
+    if kind != "PDF":
+        total = count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
+        if total == 1 and list(indexes) == [0]:
+            return [EncodedPage(0, data, 0)]
+        if not all(0 <= index < total for index in indexes):
+            raise InputDocumentError(f"The image has {total} pages.", reason="no_such_page")
+        wanted = range(min(indexes), max(indexes) + 1)
+        decoded = decode_image(
+            data, max_pixels=limits.max_pixels, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), frames=wanted
+        )
+        by_index = {frame.index: frame for frame in decoded}
+        return [_encoded(index, by_index[index].image, by_index[index].dpi, False) for index in indexes]
+    pdf = _open_pdf(data)
+    try:
+        total = _checked_page_count(pdf, limits)
+        result = []
+        for index in indexes:
+            if not 0 <= index < total:
+                raise InputDocumentError(f"The PDF has no page {index + 1}.", reason="no_such_page")
+            page = _render_page(pdf, index, limits, force_ocr)
+            result.append(
+                EncodedPage(index, None, 0, None, True)
+                if page.image is None
+                else _encoded(index, page.image, page.dpi, page.has_text)
+            )
+        return result
+    finally:
+        pdf.close()
+
+
+def _encoded(index: int, image: np.ndarray, dpi: float | None, has_text: bool) -> EncodedPage:
+    # A page of one colour has nothing to read: no OCR, no text layer (blank scans, separator sheets).
+    if image.size == 0 or int(image.min()) == int(image.max()):
+        return EncodedPage(index, None, 0, dpi, has_text, blank=True)
+    return EncodedPage(index, encode_png(image), 0, dpi, has_text)
 
 
 def count_pages(data: bytes, limits: DocumentLimits | None = None) -> int:
-    """Number of pages (for progress bars), validating the document on the way."""
-    limits = limits or DocumentLimits()
-    if document_kind(data) != "PDF":
-        return count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
-    pdf = _open_pdf(data)
-    try:
-        return _checked_page_count(pdf, limits)
-    finally:
-        pdf.close()
+    """Number of pages (for progress bars), validating the document on the way (see :func:`inspect_document`)."""
+    return inspect_document(data, limits).pages
 
 
 def iter_pages(data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False) -> Iterator[SourcePage]:
@@ -101,7 +165,7 @@ def iter_pages(data: bytes, limits: DocumentLimits | None = None, *, force_ocr: 
         InputDocumentError: empty, unsupported, corrupt, encrypted or too large.
     """
     limits = limits or DocumentLimits()
-    if document_kind(data) != "PDF":
+    if inspect_document(data, limits).kind != "PDF":
         frames = decode_image(data, max_pixels=limits.max_pixels, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES))
         for frame in frames:
             yield SourcePage(frame.index, frame.image, frame.dpi)
@@ -115,24 +179,17 @@ def iter_pages(data: bytes, limits: DocumentLimits | None = None, *, force_ocr: 
 
 
 def iter_encoded_pages(
-    data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False
+    data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False, batch: int = 8
 ) -> Iterator[EncodedPage]:
-    """Yield the pages as encoded images for a jailed worker to decode.
-
-    Image files are passed through untouched, one frame at a time: their pixels are decoded
-    only inside the jail. PDF pages are rasterised here and sent as lossless PNG.
+    """Yield the pages as :func:`render_pages` encodes them, ``batch`` at a time.
 
     Raises:
-        InputDocumentError: empty, unsupported, corrupt, encrypted or too large.
+        InputDocumentError: empty, unsupported, corrupt, encrypted, signed or too large.
     """
     limits = limits or DocumentLimits()
-    if document_kind(data) != "PDF":
-        for frame in range(count_pages(data, limits)):
-            yield EncodedPage(frame, data, frame)
-        return
-    for page in iter_pages(data, limits, force_ocr=force_ocr):
-        encoded = None if page.image is None else encode_png(page.image)
-        yield EncodedPage(page.index, encoded, 0, page.dpi, page.has_text)
+    total = inspect_document(data, limits).pages
+    for start in range(0, total, batch):
+        yield from render_pages(data, range(start, min(start + batch, total)), limits, force_ocr=force_ocr)
 
 
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
@@ -180,6 +237,10 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, fo
             if pixels > limits.max_pixels:
                 # Render a huge page at a lower resolution rather than refuse it.
                 dpi *= (limits.max_pixels / pixels) ** 0.5
+            longest = max(width_pt, height_pt) * dpi / 72
+            if longest > MAX_SIDE_PX:  # a sliver page: fine in pixels, absurd in length
+                dpi *= MAX_SIDE_PX / longest
+            if pixels > limits.max_pixels or longest > MAX_SIDE_PX:
                 log.info("page %d is large; rasterised at %.0f dpi to stay within the pixel limit", index + 1, dpi)
             bitmap = page.render(scale=dpi / 72, grayscale=True, may_draw_forms=False)
             try:

@@ -226,7 +226,13 @@ def test_metrics_count_requests_by_status(servers):
         client.recognize(b"page")
         with pytest.raises(InputDocumentError):
             client.recognize(b"BAD")
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    # The server counts a call after its reply is on the wire: poll briefly rather than race it.
+    deadline = time.monotonic() + 10
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if 'code="INVALID_ARGUMENT"} 1.0' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert 'textlayer_ocr_requests_total{code="OK"} 1.0' in text
     assert 'textlayer_ocr_requests_total{code="INVALID_ARGUMENT"} 1.0' in text
     assert "textlayer_ocr_request_seconds_bucket" in text and "textlayer_ocr_queue_depth" in text

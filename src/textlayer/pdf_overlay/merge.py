@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pypdf import PdfReader, PdfWriter
+from pypdf.errors import LimitReachedError
 from pypdf.generic import (
     ArrayObject,
     DecodedStreamObject,
@@ -39,10 +40,20 @@ class PageGeometry:
     media_box: tuple[float, float, float, float]
 
 
+def _unreadable(exc: Exception, what: str = "The PDF is damaged and cannot be read") -> InputDocumentError:
+    if isinstance(exc, LimitReachedError):  # pypdf's 75 MB filter limit: a decompression bomb
+        return InputDocumentError(
+            f"The PDF contains a stream that decompresses to more than the reader allows ({exc}).",
+            reason="decompression_limit",
+        )
+    return InputDocumentError(f"{what} ({type(exc).__name__}: {exc}).", reason="corrupt_pdf")
+
+
 def _reader(source: bytes) -> PdfReader:
     try:
         reader = PdfReader(io.BytesIO(source), strict=False)
-        if reader.is_encrypted:
+        # An owner password alone (empty user password) opens with ""; the output is not encrypted.
+        if reader.is_encrypted and not reader.decrypt(""):
             raise InputDocumentError(
                 "The PDF is password-protected; remove the password and upload it again.", reason="encrypted_pdf"
             )
@@ -50,7 +61,7 @@ def _reader(source: bytes) -> PdfReader:
     except InputDocumentError:
         raise
     except Exception as exc:  # pypdf warns that broken PDFs may raise anything
-        raise InputDocumentError(f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf") from exc
+        raise _unreadable(exc) from exc
 
 
 def page_geometries(source: bytes) -> list[PageGeometry]:
@@ -77,7 +88,7 @@ def page_geometries(source: bytes) -> list[PageGeometry]:
     except InputDocumentError:
         raise
     except Exception as exc:
-        raise InputDocumentError(f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf") from exc
+        raise _unreadable(exc) from exc
 
 
 def add_text_layers(source: bytes, layers: Mapping[int, bytes]) -> bytes:
@@ -109,7 +120,7 @@ def add_text_layers(source: bytes, layers: Mapping[int, bytes]) -> bytes:
     except InputDocumentError:
         raise
     except Exception as exc:
-        raise InputDocumentError(f"The PDF could not be rewritten ({exc}).", reason="corrupt_pdf") from exc
+        raise _unreadable(exc, "The PDF could not be rewritten") from exc
 
 
 def _stream(writer: PdfWriter, data: bytes, extra: Mapping[str, Any] | None = None) -> Any:

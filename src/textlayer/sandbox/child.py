@@ -161,6 +161,35 @@ def _serve(fd: int, policy: SandboxPolicy, handlers: Any, buffer: mmap.mmap) -> 
         write_all(fd, encode(reply_header, reply_payload))
 
 
+def _start_handlers(policy: SandboxPolicy, fd: int, timings: dict[str, float], mark: float) -> Any:
+    """Trusted start-up: imports, model sessions (OCR role) and the warm-up of every path."""
+    import cv2
+
+    cv2.setNumThreads(policy.threads)
+    write = lambda data: write_all(fd, data)  # noqa: E731 (fault injection writes raw frames)
+    if policy.role == "convert":
+        from textlayer.sandbox.convert_handlers import ConvertHandlers, warm_up_converter
+
+        timings["imports"] = time.monotonic() - mark
+        mark = time.monotonic()
+        converter = ConvertHandlers(policy, write)
+        warm_up_converter(converter)
+        timings["warm_up"] = time.monotonic() - mark
+        return converter
+    from textlayer.sandbox.handlers import Handlers, warm_up
+    from textlayer.worker.predictor import OcrPredictor
+
+    timings["imports"] = time.monotonic() - mark
+    mark = time.monotonic()
+    predictor = OcrPredictor.load(policy.model, threads=policy.threads)
+    timings["models"] = time.monotonic() - mark
+    mark = time.monotonic()
+    handlers = Handlers(policy, predictor, write)
+    warm_up(handlers)
+    timings["warm_up"] = time.monotonic() - mark
+    return handlers
+
+
 def main(argv: list[str]) -> NoReturn:
     """Become a jailed worker; never returns."""
     started = time.monotonic()
@@ -198,20 +227,7 @@ def main(argv: list[str]) -> NoReturn:
     landlock_abi = landlock.abi_version()
 
     try:
-        import cv2
-
-        from textlayer.sandbox.handlers import Handlers, warm_up
-        from textlayer.worker.predictor import OcrPredictor
-
-        cv2.setNumThreads(policy.threads)
-        timings["imports"] = time.monotonic() - mark
-        mark = time.monotonic()
-        predictor = OcrPredictor.load(policy.model, threads=policy.threads)
-        timings["models"] = time.monotonic() - mark
-        mark = time.monotonic()
-        handlers = Handlers(policy, predictor, lambda data: write_all(fd, data))
-        warm_up(handlers)
-        timings["warm_up"] = time.monotonic() - mark
+        handlers = _start_handlers(policy, fd, timings, mark)
     except Exception as exc:  # any start-up failure is a configuration problem, not a crash to retry
         _fail_config(f"start-up failed: {type(exc).__name__}: {exc}")
     if os.geteuid() == 0 and not dropped and not plain:

@@ -33,18 +33,23 @@ Reply = tuple[dict[str, Any], bytes]
 
 
 class Handlers:
-    """Request dispatch of one worker: ``ocr`` and ``ping`` always, fault injection with test hooks."""
+    """Request dispatch of one worker: ``ping`` always, ``ocr`` with a predictor, fault injection with test hooks."""
 
-    def __init__(self, policy: SandboxPolicy, predictor: OcrPredictor, write: Callable[[bytes], None]) -> None:
-        """Bind the loaded predictor; ``write`` sends raw bytes to the supervisor (fault injection only)."""
+    def __init__(self, policy: SandboxPolicy, predictor: OcrPredictor | None, write: Callable[[bytes], None]) -> None:
+        """Bind the loaded predictor (None: a converter); ``write`` sends raw bytes (fault injection only)."""
         self._policy = policy
         self._predictor = predictor
         self._write = write
-        self._ops: dict[str, Callable[[dict[str, Any], bytes], Reply]] = {"ocr": self._ocr, "ping": self._ping}
+        self._ops: dict[str, Callable[[dict[str, Any], bytes], Reply]] = {"ping": self._ping}
+        if predictor is not None:
+            self._ops["ocr"] = self._ocr
         if policy.test_hooks:
             self._ops.update(
                 probe=self._probe, hang=self._hang, crash=self._crash, allocate=self._allocate, reply=self._bad_reply
             )
+
+    memory_reason = "page_too_large"
+    memory_message = "The page needs more memory than an OCR worker may use."
 
     def handle(self, header: dict[str, Any], payload: bytes) -> Reply:
         """Answer one request; failures become error replies, never exceptions."""
@@ -59,8 +64,8 @@ class Handlers:
             return {
                 "ok": False,
                 "error": "memory",
-                "reason": "page_too_large",
-                "message": "The page needs more memory than an OCR worker may use.",
+                "reason": self.memory_reason,
+                "message": self.memory_message,
             }, b""
         except Exception as exc:  # a bug or a model failure: report it, the worker stays usable
             return {"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"[:2000]}, b""
@@ -69,6 +74,7 @@ class Handlers:
         return {"ok": True}, b""
 
     def _ocr(self, header: dict[str, Any], payload: bytes) -> Reply:
+        assert self._predictor is not None
         frame = int(header.get("frame", 0))
         dpi = header.get("dpi")
         started = time.perf_counter()

@@ -61,7 +61,7 @@ def default_read_only_paths() -> list[str]:
             paths.add(str(spec.locate().parent))
         except Exception:  # a missing model package is reported by the worker's own start-up
             continue
-    for package in ("numpy", "cv2", "onnxruntime", "PIL"):
+    for package in ("numpy", "cv2", "onnxruntime", "PIL", "pypdfium2", "pypdfium2_raw", "pypdf", "reportlab"):
         found = importlib.util.find_spec(package)
         if found is not None and found.submodule_search_locations:
             paths.update(str(Path(p).parent) for p in found.submodule_search_locations)

@@ -18,6 +18,8 @@ class SandboxPolicy:
     what is missing and goes on. seccomp and no_new_privs are mandatory under both.
     """
 
+    role: Literal["ocr", "convert"] = "ocr"
+    """``ocr``: loads the models and reads page images; ``convert``: no models, parses documents."""
     layers: LayerPolicy = "require"
     """Namespaces/Landlock: ``require`` fails closed without them, ``prefer`` reports and continues."""
     workers: int = 1
@@ -59,6 +61,8 @@ class SandboxPolicy:
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work, with the field name in the message."""
+        if self.role not in ("ocr", "convert"):
+            raise ValueError(f"role must be 'ocr' or 'convert', not {self.role!r}")
         if self.layers not in ("require", "prefer"):
             raise ValueError(f"layers must be 'require' or 'prefer', not {self.layers!r}")
         for spec in fields(self):

@@ -12,21 +12,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from textlayer.errors import InputDocumentError
+from textlayer.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
+from textlayer.sniff import sniff_image_format
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_PIXELS = 50_000_000
-"""Largest page accepted, in pixels (a 300-dpi A0 poster is ~140 Mpx; an A3 scan at 600 dpi ~70)."""
-
-DEFAULT_MAX_FRAMES = 2000
-"""Most frames accepted from one multi-page TIFF."""
-
-_MAGIC = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"\xff\xd8\xff": "JPEG",
-    b"II*\x00": "TIFF",
-    b"MM\x00*": "TIFF",
-}
 
 
 @dataclass(frozen=True)
@@ -36,14 +25,6 @@ class DecodedImage:
     image: np.ndarray
     dpi: float | None
     index: int
-
-
-def sniff_image_format(data: bytes) -> str | None:
-    """'PNG', 'JPEG' or 'TIFF' by the magic bytes at offset 0, else None."""
-    for magic, name in _MAGIC.items():
-        if data.startswith(magic):
-            return name
-    return None
 
 
 def _to_array(frame: Image.Image) -> np.ndarray:
@@ -91,11 +72,13 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_frames: int = DEFAULT_MAX_FRAMES,
     frame: int | None = None,
+    frames: range | None = None,
 ) -> list[DecodedImage]:
     """Decode a PNG, JPEG or (multi-page) TIFF into page arrays, EXIF orientation applied.
 
     Sizes are checked from the header before any pixel is decoded, so a decompression
-    bomb costs nothing. ``frame`` decodes only that page of a multi-page file.
+    bomb costs nothing. ``frame`` decodes only that page of a multi-page file, ``frames``
+    only those pages.
 
     Raises:
         InputDocumentError: empty, unsupported, corrupt, truncated or too large.
@@ -111,8 +94,11 @@ def decode_image(
             # Pillow only warns about bombs up to twice its own limit; we refuse instead.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
+                wanted = range(frame, frame + 1) if frame is not None else frames
                 for index, current in enumerate(_frames(image, max_frames)):
-                    if frame is not None and index != frame:
+                    if wanted is not None and index >= wanted.stop:
+                        break
+                    if wanted is not None and index not in wanted:
                         continue
                     width, height = current.size
                     if width * height > max_pixels:
@@ -157,21 +143,34 @@ def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES, max_pixel
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
                 count = int(getattr(image, "n_frames", 1))
+                if count > max_frames:
+                    raise InputDocumentError(
+                        f"The image has {count} pages; at most {max_frames} are accepted. "
+                        "Split it and upload the parts.",
+                        reason="too_many_pages",
+                    )
+                for index in range(count):
+                    # Every frame's size from its header: a bomb is refused before any work is queued.
+                    image.seek(index)
+                    width, height = image.size
+                    if width * height > max_pixels:
+                        raise InputDocumentError(
+                            f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
+                            f"at most {max_pixels / 1e6:.0f} Mpx per page are accepted.",
+                            reason="image_too_large",
+                        )
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InputDocumentError(
             f"The image declares an enormous size and was refused before decoding; at most "
             f"{max_pixels / 1e6:.0f} Mpx per page are accepted ({exc}).",
             reason="image_too_large",
         ) from exc
+    except InputDocumentError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputDocumentError(
             f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
         ) from exc
-    if count > max_frames:
-        raise InputDocumentError(
-            f"The image has {count} pages; at most {max_frames} are accepted. Split it and upload the parts.",
-            reason="too_many_pages",
-        )
     return count
 
 
