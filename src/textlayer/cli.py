@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from textlayer import __version__
 from textlayer.config import Settings
-from textlayer.errors import SandboxCrashed, TextlayerError
+from textlayer.errors import InputDocumentError, SandboxCrashed, TextlayerError
 
 if TYPE_CHECKING:
+    from textlayer.documents import EncodedPage
     from textlayer.elements import PageText
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ocr.add_argument("--model", help="model set from models_onnx/manifest.toml: small (default, most accurate) or tiny")
     ocr.add_argument("--dpi", type=int, help="resolution to rasterise PDF pages at (default 300)")
     ocr.add_argument("--force-ocr", action="store_true", help="also OCR PDF pages that already have text")
+    ocr.add_argument(
+        "--invalidate-signature",
+        action="store_true",
+        help="OCR a digitally signed PDF anyway (refused by default: the new file's signature no longer verifies)",
+    )
     ocr.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
     ocr.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
     ocr.add_argument(
@@ -182,49 +189,59 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from textlayer import formats
-    from textlayer.documents import DocumentLimits, count_pages
 
+    if not args.verbose:
+        # A one-shot command says what went wrong in its one error line; the pool's retries are detail.
+        logging.getLogger("textlayer.sandbox").setLevel(logging.ERROR)
     settings = _settings_for(args)
     output_format = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "text")
     if output_format == "pdf" and args.output is None:
         raise TextlayerError("--format pdf needs -o OUTPUT.pdf (a PDF is not written to a terminal)")
+    limit = settings.max_upload_mib * 1024 * 1024
     try:
-        data = args.input.read_bytes()
+        with args.input.open("rb") as file:
+            data = file.read(limit + 1)  # never more than one byte past the limit
     except OSError as exc:
         raise TextlayerError(f"cannot read {args.input}: {exc.strerror}") from exc
-    limits = DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages, dpi=settings.pdf_dpi)
-    total = count_pages(data, limits)
-    pages: list[PageText | None] = []  # noqa: F821 (annotation only)
+    if len(data) > limit:
+        raise InputDocumentError(
+            f"The file is larger than {settings.max_upload_mib} MiB; split it or lower its resolution "
+            "(or raise TEXTLAYER_MAX_UPLOAD_MIB).",
+            reason="file_too_large",
+        )
+    pages: list[PageText | None] = []
     pages_with_text: list[int] = []
-    with (
-        _page_reader(args, settings, data, limits) as reader,
-        tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar,
-    ):
-        for index, has_text, result in reader:
-            if has_text:
-                pages_with_text.append(index)
-            if result is None:
-                print(
-                    f"textlayer: page {index + 1} already has text; skipped (--force-ocr to OCR it)",
-                    file=sys.stderr,
-                )
-            else:
-                log.info(
-                    "page %d: %d lines, rotation %d, %s",
-                    index + 1,
-                    len(result.lines),
-                    result.rotation,
-                    {k: round(v, 2) for k, v in result.timings_s.items()},
-                )
-            pages.append(result)
-            bar.update(1)
-    if output_format == "pdf":
-        from textlayer.pdf_overlay import build_searchable_pdf
-
-        output: str | bytes = build_searchable_pdf(data, pages, pages_with_text=pages_with_text)
-    else:
-        render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
-        output = render(pages)
+    with _converter(args, settings) as converter:
+        total = converter.inspect(data).pages
+        with (
+            _page_reader(args, settings, converter.pages(data, range(total), force_ocr=args.force_ocr)) as reader,
+            tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar,
+        ):
+            for page, result in reader:
+                if page.has_text:
+                    pages_with_text.append(page.index)
+                if page.has_text and result is None:
+                    print(
+                        f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)",
+                        file=sys.stderr,
+                    )
+                elif result is None:
+                    log.info("page %d is blank; nothing to read", page.index + 1)
+                else:
+                    log.info(
+                        "page %d: %d lines, rotation %d, %s",
+                        page.index + 1,
+                        len(result.lines),
+                        result.rotation,
+                        {k: round(v, 2) for k, v in result.timings_s.items()},
+                    )
+                pages.append(result)
+                bar.update(1)
+        if output_format == "pdf":
+            output: str | bytes = converter.build_pdf(data, pages, pages_with_text)
+        else:
+            render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
+            output = render(pages)
     if args.sidecar is not None:
         _write_atomically(args.sidecar, formats.to_text(pages))
     if args.output is None:
@@ -234,14 +251,27 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
     return 0
 
 
-PageResults = Iterator[tuple[int, bool, "PageText | None"]]
+def _converter(args: argparse.Namespace, settings: Settings) -> Any:
+    """Where the document is parsed: a jailed converter, or this process with --no-sandbox."""
+    from textlayer.conversion import InProcessConverter, JailedConverter
+
+    limits = dataclasses.replace(settings.document_limits(), invalidate_signature=args.invalidate_signature)
+    if args.no_sandbox:
+        print(
+            "textlayer: warning: --no-sandbox: the document is decoded and OCRed in this process, outside the jail; "
+            "use it only for debugging and on files you trust",
+            file=sys.stderr,
+        )
+        return contextlib.nullcontext(InProcessConverter(limits))
+    return JailedConverter(settings.conversion_policy(), limits)
+
+
+PageResults = Iterator[tuple["EncodedPage", "PageText | None"]]
 
 
 @contextlib.contextmanager
-def _page_reader(args: argparse.Namespace, settings: Settings, data: bytes, limits: Any) -> Iterator[PageResults]:
-    """(page index, already has text, OCR result or None) for each page, jailed unless --no-sandbox."""
-    from textlayer.documents import iter_encoded_pages, iter_pages
-
+def _page_reader(args: argparse.Namespace, settings: Settings, pages: Iterator[EncodedPage]) -> Iterator[PageResults]:
+    """(page, OCR result or None) for each page: None for pages that need no OCR (text, blank)."""
     if args.server:
         from textlayer.worker.client import OcrClient
 
@@ -250,40 +280,26 @@ def _page_reader(args: argparse.Namespace, settings: Settings, data: bytes, limi
         except ValueError as exc:
             raise TextlayerError(str(exc)) from exc
         with client:
-            yield (
-                (
-                    page.index,
-                    page.has_text,
-                    None if page.data is None else client.recognize(page.data, dpi=page.dpi, frame=page.frame),
-                )
-                for page in iter_encoded_pages(data, limits, force_ocr=args.force_ocr)
-            )
+            yield ((p, None if p.data is None else client.recognize(p.data, dpi=p.dpi, frame=p.frame)) for p in pages)
         return
     if args.no_sandbox:
+        from textlayer.worker.decode import decode_image
         from textlayer.worker.predictor import OcrPredictor
 
-        print(
-            "textlayer: warning: --no-sandbox: the document is decoded and OCRed in this process, outside the jail; "
-            "use it only for debugging and on files you trust",
-            file=sys.stderr,
-        )
         predictor = OcrPredictor.load(settings.model, threads=settings.threads)
-        yield (
-            (page.index, page.has_text, None if page.image is None else predictor.recognize(page.image, dpi=page.dpi))
-            for page in iter_pages(data, limits, force_ocr=args.force_ocr)
-        )
+
+        def read(page: EncodedPage) -> PageText | None:
+            if page.data is None:
+                return None
+            image = decode_image(page.data, max_pixels=settings.max_pixels, frame=page.frame)[0]
+            return predictor.recognize(image.image, dpi=page.dpi or image.dpi)
+
+        yield ((p, read(p)) for p in pages)
         return
     from textlayer.sandbox import SandboxPool
 
     with SandboxPool(settings.sandbox_policy()) as pool:
-        yield (
-            (
-                page.index,
-                page.has_text,
-                None if page.data is None else pool.recognize(page.data, dpi=page.dpi, frame=page.frame),
-            )
-            for page in iter_encoded_pages(data, limits, force_ocr=args.force_ocr)
-        )
+        yield ((p, None if p.data is None else pool.recognize(p.data, dpi=p.dpi, frame=p.frame)) for p in pages)
 
 
 def _cmd_ocr_server(args: argparse.Namespace) -> int:
@@ -411,5 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except TextlayerError as exc:
-        print(f"textlayer: error: {exc.message}", file=sys.stderr)
+        # The reason code is what scripts match on; the sentence is for people.
+        code = f" [{exc.reason}]" if isinstance(exc, InputDocumentError) else ""
+        print(f"textlayer: error: {exc.message}{code}", file=sys.stderr)
         return exc.exit_code

@@ -63,7 +63,12 @@ def add_job_commands(commands: Any, settings_for: Any) -> None:
 
     get = commands.add_parser("get", help="download a job's searchable PDF (or its text)")
     get.add_argument("job")
-    get.add_argument("-o", "--output", type=Path, required=True)
+    get.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write it (default: the upload's name, made safe, with .pdf/.txt/.json, in this directory)",
+    )
     kind = get.add_mutually_exclusive_group()
     kind.add_argument("--text", action="store_true", help="the plain text (form feed between pages)")
     kind.add_argument("--json", action="store_true", help="the words, boxes and confidences per page")
@@ -171,7 +176,9 @@ def _publisher(args: argparse.Namespace) -> Any:
 
 def _submit_file(pipeline: Any, publish: Any, tenant: str, path: Path) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            # One byte past the limit is enough to refuse an oversized file without reading it all.
+            data = file.read(pipeline.config.max_upload_bytes + 1)
     except OSError as exc:
         raise TextlayerError(f"cannot read {path}: {exc.strerror}") from exc
     return str(pipeline.submit(tenant, data, filename=path.name, publish=publish))
@@ -247,10 +254,16 @@ def _cmd_get(args: argparse.Namespace) -> int:
         content = json.dumps({"job": job.id, "pages": pages}, indent=1).encode()
     else:
         content = pipeline.blobs.get(args.tenant, job.id, "text.txt" if args.text else "output.pdf")
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    from textlayer.store.names import download_name
+
+    # The stored name is sanitised at upload; download_name keeps a hostile one from choosing a path.
+    output = args.output or Path(
+        download_name(job.filename, suffix=".txt" if args.text else ".json" if args.json else ".pdf")
+    )
+    tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_bytes(content)
-    tmp.replace(args.output)
-    print(args.output)
+    tmp.replace(output)
+    print(output)
     return 0
 
 

@@ -277,8 +277,12 @@ class SqliteSearchIndex:
                 )
 
     def _schema_version(self, conn: sqlite3.Connection) -> int:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        # One statement, one snapshot: another process may commit the schema between two reads.
+        version, objects = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
+        version = int(version)
+        if version == 0 and objects:
             raise SearchIndexError(f"{self.path} is a SQLite database but not a textlayer search index")
         return version
 

@@ -20,18 +20,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from textlayer.documents import DocumentLimits, EncodedPage, count_pages, iter_encoded_pages
+from textlayer.conversion import DocumentConverter
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, OcrUnavailable, TextlayerError
 from textlayer.index import SearchIndex
+from textlayer.sniff import document_kind
 from textlayer.store import BlobStore, JobState, PageError, SqliteJobStore
+from textlayer.store.names import display_name
+
+if TYPE_CHECKING:
+    from textlayer.documents import EncodedPage
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
-"""Largest document accepted, in bytes."""
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+"""Largest document accepted, in bytes (design/RELIABILITY.md §2.6)."""
+
+MAX_DOCUMENT_S = 3600.0
+"""Wall clock for one run of one document."""
 
 
 class PageReader(Protocol):
@@ -46,8 +54,6 @@ class PageReader(Protocol):
 class PipelineConfig:
     """Limits and timings of the job pipeline."""
 
-    limits: DocumentLimits = DocumentLimits()
-    """Page count, pixels per page and PDF rasterisation dpi."""
     lease_s: float = 60.0
     """A job's lease; renewed every quarter of it while the job runs."""
     max_attempts: int = 5
@@ -58,6 +64,8 @@ class PipelineConfig:
     """How long a page waits for an OCR server to come back before it fails (ocr_unavailable)."""
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     """Largest document accepted."""
+    max_document_s: float = MAX_DOCUMENT_S
+    """Wall clock for one run of a document; past it the job fails (``document_timeout``)."""
     crash_on_filename: str | None = None
     """Tests only: SIGKILL the process running a job with this file name (a poison document)."""
 
@@ -70,6 +78,8 @@ class Pipeline:
     blobs: BlobStore
     index: SearchIndex
     reader: PageReader
+    converter: DocumentConverter
+    """Parses the upload (page count, rasterising, the searchable PDF), in a jail by default."""
     config: PipelineConfig = PipelineConfig()
 
     # -- accepting a document -----------------------------------------------------------
@@ -92,7 +102,7 @@ class Pipeline:
 
         job = self.jobs.create(
             tenant,
-            filename=filename,
+            filename=display_name(filename),
             size_bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             idempotency_key=idempotency_key,
@@ -167,8 +177,9 @@ class Pipeline:
             thread.join(timeout=5)
 
     def _run(self, tenant: str, job_id: str, owner: str) -> tuple[JobState, list[PageError]]:
+        started = time.monotonic()
         data = self.blobs.get(tenant, job_id, "input")
-        total = count_pages(data, self.config.limits)
+        total = self.converter.inspect(data).pages
         self.jobs.set_pages_total(job_id, owner, total)
         done = set(self.blobs.pages(tenant, job_id))
         page_errors: list[PageError] = []
@@ -178,17 +189,20 @@ class Pipeline:
             self.blobs.put_page(tenant, job_id, page.index, json.dumps(record).encode())
             self.jobs.page_done(job_id, owner, page.index)
 
-        todo = (p for p in iter_encoded_pages(data, self.config.limits) if p.index not in done)
+        todo = [index for index in range(total) if index not in done]
         with concurrent.futures.ThreadPoolExecutor(self.config.parallel_pages, thread_name_prefix="page") as pool:
             pending: set[concurrent.futures.Future[None]] = set()
-            for page in todo:  # bounded: never more than 2x parallel_pages rasterised pages in memory
+            for page in self.converter.pages(data, todo):
+                # Bounded: never more than 2x parallel_pages rasterised pages in memory.
                 pending.add(pool.submit(read, page))
                 if len(pending) >= 2 * self.config.parallel_pages:
                     finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
                     for future in finished:
                         future.result()
+                self._check_time(started)
             for future in concurrent.futures.as_completed(pending):
                 future.result()
+        self._check_time(started)
         results: list[PageText | None] = []
         with_text: list[int] = []
         for index in range(total):
@@ -203,17 +217,30 @@ class Pipeline:
             raise InputDocumentError(
                 f"No page could be read; page 1: {first.message}" if total > 1 else first.message, reason=first.reason
             )
-        from textlayer.pdf_overlay import build_searchable_pdf
-
-        pdf = build_searchable_pdf(data, results, pages_with_text=with_text)
+        pdf = self.converter.build_pdf(data, results, with_text)
         self.blobs.put(tenant, job_id, "output.pdf", pdf)
         self.blobs.put(tenant, job_id, "text.txt", "\f".join(p.text if p else "" for p in results).encode())
         self.index.put_document(tenant, job_id, results)
         return (JobState.SUCCEEDED_WITH_ERRORS if page_errors else JobState.SUCCEEDED), page_errors
 
+    def _check_time(self, started: float) -> None:
+        elapsed = time.monotonic() - started
+        if elapsed > self.config.max_document_s:
+            raise InputDocumentError(
+                f"The document took more than {self.config.max_document_s:.0f} s to process and was stopped "
+                f"after {elapsed:.0f} s; split it into smaller documents.",
+                reason="document_timeout",
+            )
+
     def _read_page(self, page: EncodedPage) -> dict[str, Any]:
         """OCR one page, waiting for the OCR servers when they are down; a failure stays on the page."""
-        record: dict[str, Any] = {"index": page.index, "has_text": page.has_text, "page": None, "error": None}
+        record: dict[str, Any] = {
+            "index": page.index,
+            "has_text": page.has_text,
+            "blank": page.blank,
+            "page": None,
+            "error": None,
+        }
         if page.data is None:
             return record
         waited_until = time.monotonic() + self.config.ocr_wait_s
@@ -266,11 +293,10 @@ class Pipeline:
 
 def _refusal(data: bytes, config: PipelineConfig) -> InputDocumentError | None:
     """Cheap checks before anything is queued: size, emptiness and type by magic bytes."""
-    from textlayer.documents import document_kind
-
     if len(data) > config.max_upload_bytes:
         return InputDocumentError(
-            f"The file is {len(data) / 2**20:.0f} MiB; at most {config.max_upload_bytes / 2**20:.0f} MiB are accepted.",
+            f"The file is {len(data) / 2**20:.0f} MiB; at most {config.max_upload_bytes / 2**20:.0f} MiB are accepted. "
+            "Split it or lower its resolution, and upload it again.",
             reason="file_too_large",
         )
     try:

@@ -50,8 +50,12 @@ def broker_url(settings: Settings) -> str:
 
 
 def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipeline:
-    """The pipeline over this data directory; ``reader`` defaults to an OcrClient of the OCR servers."""
-    from textlayer.documents import DocumentLimits
+    """The pipeline over this data directory; ``reader`` defaults to an OcrClient of the OCR servers.
+
+    Its converter is jailed and starts on the first document this process runs, so building a
+    pipeline only to submit jobs costs nothing.
+    """
+    from textlayer.conversion import JailedConverter
     from textlayer.index import open_index
     from textlayer.store import BlobStore, SqliteJobStore
 
@@ -63,18 +67,18 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
         reader = OcrClient(
             ocr_servers(settings), token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s)
         )
-    limits = DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages, dpi=settings.pdf_dpi)
+    test_hooks = os.environ.get("TEXTLAYER_TEST_HOOKS") == "1"
     return Pipeline(
         jobs=SqliteJobStore(paths["jobs"]),
         blobs=BlobStore(paths["blobs"]),
         index=open_index(paths["index"]),
         reader=reader,
+        converter=JailedConverter(settings.conversion_policy(), settings.document_limits()),
         config=PipelineConfig(
-            limits=limits,
             lease_s=float(settings.job_lease_s),
-            crash_on_filename=os.environ.get("TEXTLAYER_TEST_CRASH_ON_FILENAME")
-            if os.environ.get("TEXTLAYER_TEST_HOOKS") == "1"
-            else None,
+            max_upload_bytes=settings.max_upload_mib * 1024 * 1024,
+            max_document_s=float(settings.max_document_s),
+            crash_on_filename=os.environ.get("TEXTLAYER_TEST_CRASH_ON_FILENAME") if test_hooks else None,
         ),
     )
 
