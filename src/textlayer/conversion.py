@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RENDER_BATCH = 4
-"""Pages rasterised per request to a converter (each request carries the whole document)."""
+RENDER_MAX_PAGES = 64
+"""Most pages asked for in one request to a converter (each request carries the whole document)."""
+
+RENDER_PIXEL_BUDGET = 40_000_000
+"""A converter stops rendering a request after the page that spends this many pixels (~5 scanned pages)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,11 @@ def decode_rendered(
     _raise_refusal(header)
     try:
         entries = header["pages"]
-        if not isinstance(entries, list) or len(entries) != len(indexes):
+        # A converter may answer a prefix (its pixel budget), never nothing and never more.
+        if not isinstance(entries, list) or not 1 <= len(entries) <= len(indexes):
             raise ValueError(f"{len(entries) if isinstance(entries, list) else '?'} pages for {len(indexes)} asked")
         offset, pages = 0, []
-        for entry, index in zip(entries, indexes, strict=True):
+        for entry, index in zip(entries, indexes[: len(entries)], strict=True):
             if entry["index"] != index or not all(isinstance(entry[k], bool) for k in ("has_text", "blank", "ocr")):
                 raise ValueError(f"bad page entry {entry!r:.200}")
             dpi = entry["dpi"]
@@ -171,8 +175,13 @@ class InProcessConverter:
         """See :class:`DocumentConverter`."""
         from textlayer.documents import render_pages
 
-        for start in range(0, len(indexes), RENDER_BATCH):
-            yield from render_pages(data, indexes[start : start + RENDER_BATCH], self.limits, force_ocr=force_ocr)
+        todo = list(indexes)
+        while todo:
+            batch = render_pages(
+                data, todo[:RENDER_MAX_PAGES], self.limits, force_ocr=force_ocr, pixel_budget=RENDER_PIXEL_BUDGET
+            )
+            yield from batch
+            todo = todo[len(batch) :]
 
     def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
         """See :class:`DocumentConverter`."""
@@ -253,12 +262,19 @@ class JailedConverter:
 
     def pages(self, data: bytes, indexes: Sequence[int], *, force_ocr: bool = False) -> Iterator[EncodedPage]:
         """See :class:`DocumentConverter`."""
-        for start in range(0, len(indexes), RENDER_BATCH):
-            batch = list(indexes[start : start + RENDER_BATCH])
-            header, payload = self._call(
-                {"op": "render", "limits": self.limits.to_dict(), "pages": batch, "force_ocr": force_ocr}, data
-            )
-            yield from decode_rendered(header, payload, batch, data)
+        todo = list(indexes)
+        while todo:
+            asked = todo[:RENDER_MAX_PAGES]
+            request = {
+                "op": "render",
+                "limits": self.limits.to_dict(),
+                "pages": asked,
+                "force_ocr": force_ocr,
+                "pixel_budget": RENDER_PIXEL_BUDGET,
+            }
+            batch = decode_rendered(*self._call(request, data), asked, data)
+            yield from batch
+            todo = todo[len(batch) :]
 
     def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
         """See :class:`DocumentConverter`."""

@@ -15,8 +15,9 @@ import pypdfium2 as pdfium
 
 from textlayer.errors import InputDocumentError
 from textlayer.limits import DEFAULT_DPI, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PAGES, DocumentLimits
+from textlayer.pdf_overlay.merge import declares_encryption, declares_no_pages
 from textlayer.sniff import document_kind
-from textlayer.worker.decode import count_frames, decode_image, encode_png
+from textlayer.worker.decode import count_frames, decode_image, encode_png, iter_decoded
 
 __all__ = [
     "DEFAULT_DPI",
@@ -97,45 +98,61 @@ def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> Docum
 
 
 def render_pages(
-    data: bytes, indexes: Sequence[int], limits: DocumentLimits | None = None, *, force_ocr: bool = False
+    data: bytes,
+    indexes: Sequence[int],
+    limits: DocumentLimits | None = None,
+    *,
+    force_ocr: bool = False,
+    pixel_budget: int | None = None,
 ) -> list[EncodedPage]:
-    """Encode the given pages for OCR: PDF pages rasterised to PNG, TIFF frames split to PNG.
+    """Encode pages for OCR, in order: PDF pages rasterised to PNG, TIFF frames split to PNG.
 
-    A single-frame PNG or JPEG comes back as the file itself (decoded only by the OCR worker).
-    Pages that already have text or are blank come back with ``data=None``.
+    A PNG or JPEG's first page comes back as the file itself (decoded only by the OCR worker).
+    Pages that already have text or are blank come back with ``data=None``. With
+    ``pixel_budget``, rendering stops after the page that spends it (a prefix of at least one
+    page comes back): a request costs bounded memory whatever the page sizes.
 
     Raises:
         InputDocumentError: as :func:`inspect_document`, or a page cannot be read.
     """
     limits = limits or DocumentLimits()
+    result: list[EncodedPage] = []
+    spent = 0
     if not indexes:
-        return []
+        return result
     kind = document_kind(data)
     if kind != "PDF":
-        total = count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
-        if total == 1 and list(indexes) == [0]:
-            return [EncodedPage(0, data, 0)]
-        if not all(0 <= index < total for index in indexes):
-            raise InputDocumentError(f"The image has {total} pages.", reason="no_such_page")
-        wanted = range(min(indexes), max(indexes) + 1)
-        decoded = decode_image(
-            data, max_pixels=limits.max_pixels, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), frames=wanted
-        )
-        by_index = {frame.index: frame for frame in decoded}
-        return [_encoded(index, by_index[index].image, by_index[index].dpi, False) for index in indexes]
+        if kind in ("PNG", "JPEG") and indexes[0] == 0:
+            result.append(EncodedPage(0, data, 0))
+            if len(indexes) == 1:
+                return result
+        wanted = range(indexes[len(result)], max(indexes) + 1)
+        max_frames = min(limits.max_pages, DEFAULT_MAX_FRAMES)
+        for frame in iter_decoded(data, max_pixels=limits.max_pixels, max_frames=max_frames, frames=wanted):
+            if frame.index not in indexes:
+                continue
+            spent += frame.image.size
+            result.append(_encoded(frame.index, frame.image, frame.dpi, False))
+            if pixel_budget is not None and spent >= pixel_budget:
+                break
+        if not result or result[-1].index != indexes[len(result) - 1]:
+            raise InputDocumentError(f"The image has no page {indexes[len(result)] + 1}.", reason="no_such_page")
+        return result
     pdf = _open_pdf(data)
     try:
         total = _checked_page_count(pdf, limits)
-        result = []
         for index in indexes:
             if not 0 <= index < total:
                 raise InputDocumentError(f"The PDF has no page {index + 1}.", reason="no_such_page")
             page = _render_page(pdf, index, limits, force_ocr)
+            spent += 0 if page.image is None else page.image.size
             result.append(
                 EncodedPage(index, None, 0, None, True)
                 if page.image is None
                 else _encoded(index, page.image, page.dpi, page.has_text)
             )
+            if pixel_budget is not None and spent >= pixel_budget:
+                break
         return result
     finally:
         pdf.close()
@@ -196,12 +213,14 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        message = str(exc).lower()
-        if "password" in message:
+        # PDFium's last error is process-wide and not reset on every failure: confirm it with pypdf.
+        if "password" in str(exc).lower() and declares_encryption(data):
             raise InputDocumentError(
                 "The PDF is password-protected; remove the password and upload it again.",
                 reason="encrypted_pdf",
             ) from exc
+        if declares_no_pages(data):
+            raise InputDocumentError("The PDF has no pages.", reason="no_pages") from exc
         raise InputDocumentError(f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf") from exc
 
 

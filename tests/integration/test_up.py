@@ -80,9 +80,21 @@ def test_up_serves_submissions_and_stops_everything_on_sigterm(tmp_path):
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()
-    time.sleep(0.5)
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    deadline = time.monotonic() + 10  # a process killed by its parent-death signal may take a moment to go
+    while [pid for pid in children if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {pid: _state(pid) for pid in children if Path(f"/proc/{pid}").exists()}
+    assert not left, left
     stopped = subprocess.run(
         [sys.executable, "-m", "textlayer", "status", "0" * 32], env=env, capture_output=True, text=True, timeout=60
     )
     assert stopped.returncode != 0
+
+
+def _state(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200].decode(errors="replace")
+    except OSError:
+        return "gone"
+    return " ".join(line for line in status if line.startswith(("Name", "State", "PPid"))) + " " + cmdline

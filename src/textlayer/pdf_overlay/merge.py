@@ -64,6 +64,22 @@ def _reader(source: bytes) -> PdfReader:
         raise _unreadable(exc) from exc
 
 
+def declares_encryption(source: bytes) -> bool:
+    """True when the PDF's trailer has an /Encrypt dictionary (a second opinion on PDFium's error codes)."""
+    try:
+        return bool(PdfReader(io.BytesIO(source), strict=False).is_encrypted)
+    except Exception:
+        return False
+
+
+def declares_no_pages(source: bytes) -> bool:
+    """True when the PDF's page tree is empty (``/Count 0``): PDFium refuses to open such a file at all."""
+    try:
+        return len(_reader(source).pages) == 0
+    except Exception:  # unreadable for pypdf too: not an empty document
+        return False
+
+
 def page_geometries(source: bytes) -> list[PageGeometry]:
     """The visible area and rotation of every page.
 

@@ -44,8 +44,13 @@ class ConvertHandlers(Handlers):
 
     def _render(self, header: dict[str, Any], payload: bytes) -> Reply:
         indexes = [int(i) for i in header["pages"]]
+        budget = header.get("pixel_budget")
         pages = render_pages(
-            payload, indexes, DocumentLimits.from_dict(header["limits"]), force_ocr=bool(header.get("force_ocr"))
+            payload,
+            indexes,
+            DocumentLimits.from_dict(header["limits"]),
+            force_ocr=bool(header.get("force_ocr")),
+            pixel_budget=None if budget is None else int(budget),
         )
         return conversion.encode_rendered(pages, payload)
 
@@ -54,7 +59,7 @@ class ConvertHandlers(Handlers):
         return {"ok": True}, build_searchable_pdf(document, pages, pages_with_text=with_text)
 
 
-def _sample_pdf(*, text: str | None, password: str | None = None) -> bytes:
+def _sample_pdf(*, text: str | None, password: str | None = None, algorithm: str = "AES-128") -> bytes:
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=(300, 200))
     if text:
@@ -66,7 +71,7 @@ def _sample_pdf(*, text: str | None, password: str | None = None) -> bytes:
     if password is None:
         return buffer.getvalue()
     writer = PdfWriter(clone_from=io.BytesIO(buffer.getvalue()))
-    writer.encrypt(user_password=password, owner_password="owner", algorithm="RC4-128")
+    writer.encrypt(user_password=password, owner_password="owner", algorithm=algorithm)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -96,6 +101,8 @@ def warm_up_converter(handlers: ConvertHandlers) -> int:
         "scan": _sample_pdf(text=None),
         "text": _sample_pdf(text="Already searchable"),
         "owner_only": _sample_pdf(text=None, password=""),
+        "owner_only_rc4": _sample_pdf(text=None, password="", algorithm="RC4-128"),
+        "owner_only_aes256": _sample_pdf(text=None, password="", algorithm="AES-256"),
         "tiff": _sample_tiff(),
     }
     requests = 0

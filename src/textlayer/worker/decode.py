@@ -72,33 +72,44 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_frames: int = DEFAULT_MAX_FRAMES,
     frame: int | None = None,
-    frames: range | None = None,
 ) -> list[DecodedImage]:
     """Decode a PNG, JPEG or (multi-page) TIFF into page arrays, EXIF orientation applied.
 
     Sizes are checked from the header before any pixel is decoded, so a decompression
-    bomb costs nothing. ``frame`` decodes only that page of a multi-page file, ``frames``
-    only those pages.
+    bomb costs nothing. ``frame`` decodes only that page of a multi-page file.
 
     Raises:
         InputDocumentError: empty, unsupported, corrupt, truncated or too large.
+    """
+    wanted = range(frame, frame + 1) if frame is not None else None
+    pages = list(iter_decoded(data, max_pixels=max_pixels, max_frames=max_frames, frames=wanted))
+    if frame is not None and not pages:
+        raise InputDocumentError(f"The image has no page {frame + 1}.", reason="no_such_page")
+    return pages
+
+
+def iter_decoded(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_frames: int = DEFAULT_MAX_FRAMES, frames: range | None
+) -> Iterator[DecodedImage]:
+    """Decode the pages of an image one at a time (``frames``: only those; None: all), as :func:`decode_image`.
+
+    Raises:
+        InputDocumentError: as :func:`decode_image`.
     """
     if not data:
         raise InputDocumentError("The file is empty.", reason="empty_file")
     kind = sniff_image_format(data)
     if kind is None:
         raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
-    pages: list[DecodedImage] = []
     try:
         with warnings.catch_warnings():
             # Pillow only warns about bombs up to twice its own limit; we refuse instead.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
-                wanted = range(frame, frame + 1) if frame is not None else frames
                 for index, current in enumerate(_frames(image, max_frames)):
-                    if wanted is not None and index >= wanted.stop:
+                    if frames is not None and index >= frames.stop:
                         break
-                    if wanted is not None and index not in wanted:
+                    if frames is not None and index not in frames:
                         continue
                     width, height = current.size
                     if width * height > max_pixels:
@@ -110,7 +121,7 @@ def decode_image(
                     if width < 1 or height < 1:
                         raise InputDocumentError(f"Page {index + 1} has no pixels.", reason="corrupt_image")
                     upright = ImageOps.exif_transpose(current)
-                    pages.append(DecodedImage(_to_array(upright), _dpi(current), index))
+                    yield DecodedImage(_to_array(upright), _dpi(current), index)
     except InputDocumentError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -124,9 +135,6 @@ def decode_image(
         raise InputDocumentError(
             f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
         ) from exc
-    if frame is not None and not pages:
-        raise InputDocumentError(f"The image has no page {frame + 1}.", reason="no_such_page")
-    return pages
 
 
 def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
