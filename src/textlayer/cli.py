@@ -19,7 +19,7 @@ from textlayer.config import Settings
 from textlayer.errors import InputDocumentError, SandboxCrashed, TextlayerError
 
 if TYPE_CHECKING:
-    from textlayer.documents import EncodedPage
+    from textlayer.conversion import EncodedPage
     from textlayer.elements import PageText
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, S
 from textlayer.sniff import KINDS
 
 if TYPE_CHECKING:
-    from textlayer.documents import DocumentLimits, EncodedPage
+    from textlayer.limits import DocumentLimits
     from textlayer.sandbox import SandboxPool
     from textlayer.sandbox.policy import SandboxPolicy
 
@@ -34,6 +34,21 @@ RENDER_MAX_PAGES = 64
 
 RENDER_PIXEL_BUDGET = 40_000_000
 """A converter stops rendering a request after the page that spends this many pixels (~5 scanned pages)."""
+
+
+@dataclass(frozen=True)
+class EncodedPage:
+    """One page on its way to OCR: encoded image bytes (never decoded here) and which frame.
+
+    ``data`` is None for a page that needs no OCR: it already has text, or it is blank.
+    """
+
+    index: int
+    data: bytes | None
+    frame: int = 0
+    dpi: float | None = None
+    has_text: bool = False
+    blank: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,6 @@ def decode_rendered(
         InputDocumentError: the converter refused the document or a page.
         SandboxCrashed: the reply is malformed (``reason="protocol"``).
     """
-    from textlayer.documents import EncodedPage
-
     _raise_refusal(header)
     try:
         entries = header["pages"]

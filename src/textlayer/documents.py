@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pypdfium2 as pdfium
 
+from textlayer.conversion import EncodedPage
 from textlayer.errors import InputDocumentError
 from textlayer.limits import DEFAULT_DPI, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PAGES, DocumentLimits
 from textlayer.pdf_overlay.merge import declares_encryption, declares_no_pages
@@ -46,21 +47,6 @@ class SourcePage:
     image: np.ndarray | None
     dpi: float | None
     has_text: bool = False
-
-
-@dataclass(frozen=True)
-class EncodedPage:
-    """One page on its way into a jailed OCR worker: encoded image bytes (never decoded here) and which frame.
-
-    ``data`` is None for a page that needs no OCR: it already has text, or it is blank.
-    """
-
-    index: int
-    data: bytes | None
-    frame: int = 0
-    dpi: float | None = None
-    has_text: bool = False
-    blank: bool = False
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,18 @@ def test_a_sliver_page_is_rendered_at_a_lower_dpi():
     pdf.save()
     (page,) = render_pages(buffer.getvalue(), [0], DocumentLimits(dpi=300))
     assert page.dpi is not None and 14_400 * page.dpi / 72 <= 20_000 + 1
+
+
+def test_a_converter_may_answer_a_prefix_but_never_nothing():
+    header, payload = encode_rendered([EncodedPage(0, PNG, 0), EncodedPage(1, PNG, 0)], b"doc")
+    assert [p.index for p in decode_rendered(header, payload, [0, 1, 2, 3], b"doc")] == [0, 1]
+    with pytest.raises(SandboxCrashed):
+        decode_rendered({"ok": True, "pages": []}, b"", [0, 1], b"doc")
+
+
+def test_a_pixel_budget_bounds_one_render_request():
+    document = _pdf("dark", "dark", "dark")
+    first = render_pages(document, [0, 1, 2], DocumentLimits(dpi=72), pixel_budget=1)
+    assert [p.index for p in first] == [0]
+    converter = InProcessConverter(DocumentLimits(dpi=72))
+    assert [p.index for p in converter.pages(document, [0, 1, 2])] == [0, 1, 2]

@@ -31,7 +31,7 @@ from textlayer.store import BlobStore, JobState, PageError, SqliteJobStore
 from textlayer.store.names import display_name
 
 if TYPE_CHECKING:
-    from textlayer.documents import EncodedPage
+    from textlayer.conversion import EncodedPage
 
 log = logging.getLogger(__name__)
 
