@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -70,6 +71,21 @@ def test_a_pdf_a_jpeg_and_a_tiff_become_searchable(service):
     hits = service.pipeline.index.search("default", word)
     assert any(hit.document_id == tiff_job and hit.page == 2 for hit in hits), hits
     assert service.pipeline.index.search("other-tenant", word) == []
+
+
+def test_the_same_bytes_again_reuse_the_earlier_result(service):
+    scan = page_to_png(make_page("two_column", dpi=90))
+    (first,) = service.wait([service.submit("first.png", scan)]).values()
+    (second,) = service.wait([service.submit("second.png", scan)]).values()
+    assert first.state == second.state == "SUCCEEDED" and first.id != second.id
+    record = json.loads(service.pipeline.blobs.get_page("default", second.id, 0))
+    assert record["reused_from"] == first.id  # not OCRed again (design decision on duplicates)
+    for name in ("output.pdf", "text.txt"):
+        assert service.pipeline.blobs.get("default", second.id, name) == service.pipeline.blobs.get(
+            "default", first.id, name
+        )
+    word = make_page("two_column", dpi=90).words[0].text
+    assert {first.id, second.id} <= {hit.document_id for hit in service.pipeline.index.search("default", word)}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, OcrUnavailable, TextlayerError
 from textlayer.index import SearchIndex
 from textlayer.sniff import document_kind
-from textlayer.store import BlobStore, JobState, PageError, SqliteJobStore
+from textlayer.store import BlobStore, Job, JobState, PageError, SqliteJobStore
 from textlayer.store.names import display_name
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ class Pipeline:
             os.kill(os.getpid(), 9)  # fault injection: a document that kills its worker every time
         with self._lease_kept(job_id, owner):
             try:
-                state, page_errors = self._run(job.tenant, job_id, owner)
+                reused = self._reuse_earlier_result(job, owner)
+                state, page_errors = reused if reused is not None else self._run(job.tenant, job_id, owner)
             except InputDocumentError as exc:
                 self.jobs.finish(job_id, owner, JobState.FAILED, reason=exc.reason, message=exc.message)
                 log.info("job %s FAILED: %s", job_id, exc.reason)
@@ -222,6 +223,32 @@ class Pipeline:
         self.blobs.put(tenant, job_id, "text.txt", "\f".join(p.text if p else "" for p in results).encode())
         self.index.put_document(tenant, job_id, results)
         return (JobState.SUCCEEDED_WITH_ERRORS if page_errors else JobState.SUCCEEDED), page_errors
+
+    def _reuse_earlier_result(self, job: Job, owner: str) -> tuple[JobState, list[PageError]] | None:
+        """The same bytes as an earlier SUCCEEDED job of the tenant: copy its result instead of OCRing again."""
+        if self.blobs.pages(job.tenant, job.id):
+            return None  # a previous attempt of this job already did work: finish it the normal way
+        earlier = self.jobs.earlier_result(job.tenant, job.sha256, other_than=job.id)
+        if earlier is None or not earlier.pages_total:
+            return None
+        try:
+            pages = [self.blobs.get_page(job.tenant, earlier.id, i) for i in range(earlier.pages_total)]
+            outputs = {name: self.blobs.get(job.tenant, earlier.id, name) for name in ("output.pdf", "text.txt")}
+        except TextlayerError:
+            return None  # the earlier result is gone (deleted meanwhile): OCR this one
+        self.jobs.set_pages_total(job.id, owner, earlier.pages_total)
+        results: list[PageText | None] = []
+        for index, raw in enumerate(pages):
+            record = json.loads(raw)
+            record["reused_from"] = earlier.id
+            self.blobs.put_page(job.tenant, job.id, index, json.dumps(record).encode())
+            self.jobs.page_done(job.id, owner, index)
+            results.append(PageText.from_dict(record["page"]) if record.get("page") else None)
+        for name, data in outputs.items():
+            self.blobs.put(job.tenant, job.id, name, data)
+        self.index.put_document(job.tenant, job.id, results)
+        log.info("job %s: the same document as job %s; its result was reused", job.id, earlier.id)
+        return JobState.SUCCEEDED, []
 
     def _check_time(self, started: float) -> None:
         elapsed = time.monotonic() - started

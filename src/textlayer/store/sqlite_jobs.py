@@ -79,6 +79,7 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, created_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_content ON jobs (tenant, sha256)",
     # Partial indexes: stuck() looks only at QUEUED and RUNNING jobs, a small share of the table.
     "CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (updated_at) WHERE state = 'QUEUED'",
     "CREATE INDEX IF NOT EXISTS jobs_running ON jobs (lease_expires_at) WHERE state = 'RUNNING'",
@@ -698,6 +699,21 @@ class SqliteJobStore:
                 (at - float(queued_older_than_s), at),
             ).fetchall()
         return [_job_from_row(row) for row in rows]
+
+    def earlier_result(self, tenant: str, sha256: str, *, other_than: str) -> Job | None:
+        """The tenant's newest SUCCEEDED job of the same bytes and options (its result can be reused).
+
+        Raises:
+            JobStoreError: The store cannot be read.
+        """
+        with self._read("look for an identical earlier document") as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? AND sha256 = ? AND state = 'SUCCEEDED' AND id != ?"
+                " AND options_json = (SELECT options_json FROM jobs WHERE id = ?)"
+                " ORDER BY updated_at DESC LIMIT 1",
+                (tenant, sha256, other_than, other_than),
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
 
     def list(self, tenant: str, *, limit: int = 100) -> builtins.list[Job]:
         """The tenant's jobs, newest first.
