@@ -168,9 +168,11 @@ def test_every_corpus_file_ends_with_its_expected_state_and_reason(service, corp
     celery_after = {service.worker.pid, *service.worker_children()}
     assert celery_after == celery_before
     for pid in celery_after:
-        maps = Path(f"/proc/{pid}/maps").read_text()
-        assert not [lib for lib in PARSER_LIBRARIES if lib in maps], f"celery process {pid} mapped a parser"
         assert _status_kib(pid, "VmHWM") / 1024 < CELERY_RSS_BUDGET_MIB
+    # Nor did the OCR server's supervisor: only its jailed children decode page images.
+    for pid in (*celery_after, service.ocr_server.pid):
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert not [lib for lib in PARSER_LIBRARIES if lib in maps], f"process {pid} mapped a parser"
 
     # Outputs: the right page count, the expected words, no active content, not encrypted.
     for item, job, _, _ in table:

@@ -17,9 +17,12 @@ from PIL import Image
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 
+from tests.integration.test_sandbox import LAYERS
 from tests.pages import make_page, page_to_jpeg, page_to_png
 from tests.redis_server import private_redis
 from tests.service import LEASE_S, Service
+from textlayer.config import Settings
+from textlayer.store import JobState
 
 pytestmark = [pytest.mark.redis, pytest.mark.sandbox, pytest.mark.onnx, pytest.mark.slow]
 
@@ -262,3 +265,31 @@ def test_reindex_rebuilds_the_index_from_the_blob_store(service):
     )
     assert result.returncode == 0 and "documents indexed" in result.stdout, result.stderr
     assert any(hit.document_id == job_id for hit in service.pipeline.index.search("default", word))
+
+
+def test_a_document_past_its_wall_time_fails_with_document_timeout(tmp_path):
+    """The pipeline in this process, over a real jailed converter and a real jailed OCR pool."""
+    from textlayer.conversion import JailedConverter
+    from textlayer.index import open_index
+    from textlayer.queue.pipeline import Pipeline, PipelineConfig
+    from textlayer.sandbox import SandboxPool
+    from textlayer.store import BlobStore, SqliteJobStore
+
+    settings = Settings(sandbox_layers=LAYERS)
+    pages = [make_page(kind, dpi=100) for kind in ("fonts", "table", "receipt")]
+    with (
+        SandboxPool(settings.sandbox_policy()) as reader,
+        JailedConverter(settings.conversion_policy(), settings.document_limits()) as converter,
+    ):
+        pipeline = Pipeline(
+            jobs=SqliteJobStore(tmp_path / "jobs.db"),
+            blobs=BlobStore(tmp_path / "blobs"),
+            index=open_index(tmp_path / "index.db"),
+            reader=reader,
+            converter=converter,
+            config=PipelineConfig(max_document_s=0.5, parallel_pages=1),
+        )
+        job_id = pipeline.submit("default", _tiff(pages), filename="slow.tiff", publish=lambda _: None)
+        assert pipeline.process(job_id) == JobState.FAILED
+    job = pipeline.jobs.get(job_id)
+    assert job.reason == "document_timeout" and "0.5 s" in job.message

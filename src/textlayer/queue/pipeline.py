@@ -254,7 +254,7 @@ class Pipeline:
         elapsed = time.monotonic() - started
         if elapsed > self.config.max_document_s:
             raise InputDocumentError(
-                f"The document took more than {self.config.max_document_s:.0f} s to process and was stopped "
+                f"The document took more than {self.config.max_document_s:g} s to process and was stopped "
                 f"after {elapsed:.0f} s; split it into smaller documents.",
                 reason="document_timeout",
             )
