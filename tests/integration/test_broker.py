@@ -150,3 +150,20 @@ def test_too_long_a_socket_path_is_refused_clearly(tmp_path):
     server = EmbeddedRedis(RedisConfig(data_dir=tmp_path / ("d" * 120)))
     with pytest.raises(BrokerError, match="shorter data dir"):
         server.start()
+
+
+def test_configure_for_another_broker_publishes_there(tmp_path):
+    """Celery caches its connection pool: re-pointing the app must not keep publishing to the old broker."""
+    from textlayer.queue.app import app, configure
+
+    first, second = private_redis(tmp_path / "first"), private_redis(tmp_path / "second")
+    try:
+        configure(first.celery_url)
+        app.send_task("textlayer.process", ("a",), queue="textlayer")
+        configure(second.celery_url)
+        app.send_task("textlayer.process", ("b",), queue="textlayer")
+        assert redis.Redis.from_url(first.redis_url).llen("textlayer") == 1
+        assert redis.Redis.from_url(second.redis_url).llen("textlayer") == 1
+    finally:
+        first.stop()
+        second.stop()

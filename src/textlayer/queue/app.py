@@ -49,6 +49,15 @@ def celery_settings(broker_url: str, *, concurrency: int = 2) -> dict[str, Any]:
 
 
 def configure(broker_url: str, *, concurrency: int = 2) -> Celery:
-    """Point the app at ``broker_url`` (``redis://``, ``rediss://`` or ``redis+socket://``)."""
+    """Point the app at ``broker_url`` (``redis://``, ``rediss://`` or ``redis+socket://``).
+
+    Pointing it at another broker drops the cached connection and producer pools, which
+    Celery would otherwise keep using (publishes would go to the old broker).
+    """
+    previous = app.conf.broker_url
     app.conf.update(celery_settings(broker_url, concurrency=concurrency))
+    if previous and previous != broker_url and app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None  # what Celery's own after-fork reset does
+        app.amqp._producer_pool = None
     return app
