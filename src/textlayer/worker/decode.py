@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
@@ -98,6 +99,35 @@ def iter_decoded(
     """
     if not data:
         raise InputDocumentError("The file is empty.", reason="empty_file")
+    with _opened(data, max_pixels) as image:
+        for index, current in enumerate(_frames(image, max_frames)):
+            if frames is not None and index >= frames.stop:
+                break
+            if frames is not None and index not in frames:
+                continue
+            _check_size(index, *current.size, max_pixels)
+            upright = ImageOps.exif_transpose(current)
+            yield DecodedImage(_to_array(upright), _dpi(current), index)
+
+
+def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """Pages of a PNG, JPEG or TIFF from its headers alone (no pixel is decoded), every page's size checked.
+
+    Raises:
+        InputDocumentError: not a readable image, more pages than ``max_frames``, or a page too large.
+    """
+    with _opened(data, max_pixels) as image:
+        count = 0
+        for index, frame in enumerate(_frames(image, max_frames)):
+            # Every frame's size from its header: a bomb is refused before any work is queued.
+            _check_size(index, *frame.size, max_pixels)
+            count += 1
+        return count
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """Open an image as the type its magic bytes say, turning every Pillow failure into a reason."""
     kind = sniff_image_format(data)
     if kind is None:
         raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
@@ -106,22 +136,7 @@ def iter_decoded(
             # Pillow only warns about bombs up to twice its own limit; we refuse instead.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as image:
-                for index, current in enumerate(_frames(image, max_frames)):
-                    if frames is not None and index >= frames.stop:
-                        break
-                    if frames is not None and index not in frames:
-                        continue
-                    width, height = current.size
-                    if width * height > max_pixels:
-                        raise InputDocumentError(
-                            f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
-                            f"at most {max_pixels / 1e6:.0f} Mpx per page are accepted.",
-                            reason="image_too_large",
-                        )
-                    if width < 1 or height < 1:
-                        raise InputDocumentError(f"Page {index + 1} has no pixels.", reason="corrupt_image")
-                    upright = ImageOps.exif_transpose(current)
-                    yield DecodedImage(_to_array(upright), _dpi(current), index)
+                yield image
     except InputDocumentError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -137,49 +152,15 @@ def iter_decoded(
         ) from exc
 
 
-def count_frames(data: bytes, *, max_frames: int = DEFAULT_MAX_FRAMES, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
-    """Pages of a PNG, JPEG or TIFF from its headers alone (no pixel is decoded).
-
-    Raises:
-        InputDocumentError: not a readable image, or more pages than ``max_frames``.
-    """
-    kind = sniff_image_format(data)
-    if kind is None:
-        raise InputDocumentError("The file is not a PNG, JPEG or TIFF image.", reason="unsupported_type")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[kind]) as image:
-                count = int(getattr(image, "n_frames", 1))
-                if count > max_frames:
-                    raise InputDocumentError(
-                        f"The image has {count} pages; at most {max_frames} are accepted. "
-                        "Split it and upload the parts.",
-                        reason="too_many_pages",
-                    )
-                for index in range(count):
-                    # Every frame's size from its header: a bomb is refused before any work is queued.
-                    image.seek(index)
-                    width, height = image.size
-                    if width * height > max_pixels:
-                        raise InputDocumentError(
-                            f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
-                            f"at most {max_pixels / 1e6:.0f} Mpx per page are accepted.",
-                            reason="image_too_large",
-                        )
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+def _check_size(index: int, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise InputDocumentError(
-            f"The image declares an enormous size and was refused before decoding; at most "
-            f"{max_pixels / 1e6:.0f} Mpx per page are accepted ({exc}).",
+            f"Page {index + 1} is {width}x{height} pixels ({width * height / 1e6:.0f} Mpx); "
+            f"at most {max_pixels / 1e6:.0f} Mpx per page are accepted.",
             reason="image_too_large",
-        ) from exc
-    except InputDocumentError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputDocumentError(
-            f"The {kind} image is corrupt or truncated and cannot be read ({exc}).", reason="corrupt_image"
-        ) from exc
-    return count
+        )
+    if width < 1 or height < 1:
+        raise InputDocumentError(f"Page {index + 1} has no pixels.", reason="corrupt_image")
 
 
 def encode_png(image: np.ndarray) -> bytes:
