@@ -220,3 +220,12 @@ def test_the_jail_entry_point_loads_only_the_standard_library_and_starts_no_thre
     assert report["threads"] == 1
     assert all(name == "textlayer" or name.startswith("textlayer.") for name in report["foreign"]), report
     assert not any(name.startswith("textlayer.worker") for name in report["foreign"]), report
+
+
+def test_the_jail_root_is_built_where_it_hides_no_path_to_bind():
+    from textlayer.sandbox.namespaces import staging_dir
+
+    assert staging_dir(["/usr", "/work/app/.venv"]) == "/tmp"
+    # A checkout or venv under /tmp: a tmpfs mounted on /tmp would hide it from the binds.
+    chosen = staging_dir(["/usr", "/tmp/clone/.venv", "/tmp/clone/src"])
+    assert chosen != "/tmp" and not "/tmp/clone/.venv".startswith(chosen + "/")

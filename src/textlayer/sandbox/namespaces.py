@@ -116,7 +116,25 @@ def _outermost(paths: list[str]) -> list[str]:
     return chosen
 
 
-def build_root(read_only_paths: list[str], *, staging: str = "/tmp") -> list[str]:
+STAGING_CANDIDATES = ("/tmp", "/mnt", "/media", "/srv", "/opt", "/var/tmp", "/run")
+"""Where the new root's tmpfs may be mounted while it is built: any directory no bound path lies under."""
+
+
+def staging_dir(read_only_paths: list[str]) -> str:
+    """A mount point for the new root that hides none of ``read_only_paths`` (a venv under /tmp must stay visible).
+
+    Raises:
+        OSError: every candidate is an ancestor of a path to bind.
+    """
+    for candidate in STAGING_CANDIDATES:
+        if not os.path.isdir(candidate) or os.path.islink(candidate):
+            continue
+        if not any(path == candidate or path.startswith(candidate + "/") for path in read_only_paths):
+            return candidate
+    raise OSError(f"no place to build the jail's root: every one of {STAGING_CANDIDATES} holds a path to bind")
+
+
+def build_root(read_only_paths: list[str], *, staging: str | None = None) -> list[str]:
     """Make a tmpfs the root of this mount namespace, with read-only binds of ``read_only_paths``.
 
     Runs inside the new pid namespace (the fresh ``/proc`` shows only the jail). Symbolic links
@@ -126,6 +144,8 @@ def build_root(read_only_paths: list[str], *, staging: str = "/tmp") -> list[str
     Returns:
         The paths that were bound (for the READY report).
     """
+    resolved = [os.path.realpath(p) for p in read_only_paths if os.path.lexists(p)]
+    staging = staging or staging_dir(list(read_only_paths) + resolved)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
     root = Path(staging)
