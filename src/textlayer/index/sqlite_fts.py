@@ -10,10 +10,11 @@ Schema (``PRAGMA user_version`` = 1)::
 ``id`` is an explicit rowid because the FTS table refers to pages by rowid, and VACUUM may
 renumber implicit rowids. ``words_json`` holds ``[{"text": ..., "bbox": [x0, y0, x1, y1]}, ...]``.
 
-Concurrency: the file is in WAL mode (readers never wait for the writer) and every write
-runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so that the busy timeout
-applies; with a deferred BEGIN, a reader that later wants to write can get "database is
-locked" at once whatever the timeout (measured: 300 of 400 writes from 4 processes failed).
+Concurrency (connections, transactions and schema set-up are :mod:`textlayer.sqlite_db`'s):
+the file is in WAL mode (readers never wait for the writer) and every write runs in
+``BEGIN IMMEDIATE``, which takes the write lock up front so that the busy timeout applies;
+with a deferred BEGIN, a reader that later wants to write can get "database is locked" at
+once whatever the timeout (measured: 300 of 400 writes from 4 processes failed).
 
 Queries: the tenant is a SQL ``WHERE tenant = ?`` condition, never part of the MATCH text,
 and the user's words are each double-quoted (quotes inside doubled), so no query text can
@@ -24,17 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
-import threading
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from textlayer.elements import PageText, quad_bbox
 from textlayer.errors import SearchIndexError
 from textlayer.index.base import Box, SearchHit, matching_boxes, query_terms
+from textlayer.sqlite_db import SqliteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +89,6 @@ _SEARCH_SQL = f"""
     LIMIT ?
 """
 
-_inherited_connections: list[sqlite3.Connection] = []
-"""Connections a forked child inherited: never closed there, see :func:`_close_connection`."""
-
-
-def _close_connection(conn: sqlite3.Connection, owner_pid: int) -> None:
-    # Closing a SQLite connection in a forked child would release or checkpoint on behalf of
-    # the parent, whose connection is still live; the child keeps it unused until it exits.
-    if os.getpid() == owner_pid:
-        conn.close()
-    else:
-        _inherited_connections.append(conn)
-
-
-class _ThreadConnection:
-    """One thread's connection; dropping it (the thread ended) closes the connection."""
-
-    __slots__ = ("__weakref__", "conn", "pid")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
-
 
 def fts_query(terms: Sequence[str]) -> str:
     """FTS5 MATCH text that requires every term, with no operator the user could inject.
@@ -147,13 +123,17 @@ def _check_key(name: str, value: str) -> None:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
-class SqliteSearchIndex:
+class SqliteSearchIndex(SqliteDatabase):
     """A :class:`~textlayer.index.base.SearchIndex` in one SQLite file (FTS5).
 
-    Each thread gets its own connection, opened on first use and closed when the thread
-    ends or :meth:`close` is called; several processes may open the same file at once.
-    A process forked from one that used the index opens its own connections.
+    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s:
+    one connection per thread and per process, several processes may open the file at once.
     """
+
+    _noun = "search index"
+    _error = SearchIndexError
+    _schema = _SCHEMA
+    _version = SCHEMA_VERSION
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         """Open the index file, creating it and its schema when missing.
@@ -166,125 +146,16 @@ class SqliteSearchIndex:
             SearchIndexError: The file cannot be opened or created, is not a search index
                 of this version, or SQLite lacks FTS5.
         """
-        self.path = Path(path)
-        self.busy_timeout_ms = int(busy_timeout_ms)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._finalizers: list[weakref.finalize[[sqlite3.Connection, int], _ThreadConnection]] = []
-        self._closed = False
-        if not self.path.parent.is_dir():
-            raise SearchIndexError(f"cannot open the search index {self.path}: its folder does not exist")
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
+
+    def _create_tables(self, conn: sqlite3.Connection) -> None:
+        # Some SQLite builds lack FTS5: say so, rather than "no such module: fts5" about the file.
         try:
-            self._create_schema()
-        except BaseException:
-            self.close()
+            super()._create_tables(conn)
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc):
+                raise SearchIndexError(f"this SQLite ({sqlite3.sqlite_version}) has no FTS5: {exc}") from exc
             raise
-
-    def __repr__(self) -> str:
-        """Show the file, for logs."""
-        return f"SqliteSearchIndex({str(self.path)!r})"
-
-    def __enter__(self) -> SqliteSearchIndex:
-        """Use the index as a context manager that closes it."""
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the index."""
-        self.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: the module issues BEGIN IMMEDIATE itself instead of the
-        # sqlite3 module's implicit deferred BEGIN. check_same_thread=False only so that
-        # close() and thread-exit finalizers may close it; it is used by one thread.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise SearchIndexError(f"the search index {self.path} is closed")
-        holder: _ThreadConnection | None = getattr(self._local, "holder", None)
-        if holder is not None and holder.pid == os.getpid():
-            return holder.conn
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            raise SearchIndexError(f"cannot open the search index {self.path}: {exc}") from exc
-        holder = _ThreadConnection(conn)
-        finalizer = weakref.finalize(holder, _close_connection, conn, holder.pid)
-        with self._lock:
-            if self._closed:
-                finalizer()
-                raise SearchIndexError(f"the search index {self.path} is closed")
-            self._finalizers = [f for f in self._finalizers if f.alive]
-            self._finalizers.append(finalizer)
-        self._local.holder = holder
-        return conn
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise SearchIndexError(f"cannot {doing} in the search index {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """A connection inside ``BEGIN IMMEDIATE``; commits on success, rolls back on error."""
-        conn = self._connection()
-        with self._errors(doing):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite has already rolled back after some errors (disk full, I/O).
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _create_schema(self) -> None:
-        conn = self._connection()
-        with self._errors("set up the schema"):
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise SearchIndexError(
-                    f"the search index {self.path} cannot use write-ahead logging (journal mode {mode!r});"
-                    " it must be a file on a local disk"
-                )
-            if self._schema_version(conn) == SCHEMA_VERSION:
-                return
-        with self._write("set up the schema") as conn:
-            # Another process may have created the schema while this one waited for the lock.
-            version = self._schema_version(conn)
-            if version == 0:
-                try:
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                except sqlite3.OperationalError as exc:
-                    if "fts5" in str(exc):
-                        raise SearchIndexError(f"this SQLite ({sqlite3.sqlite_version}) has no FTS5: {exc}") from exc
-                    raise
-                log.info("created search index schema v%d in %s", SCHEMA_VERSION, self.path)
-            elif version != SCHEMA_VERSION:
-                raise SearchIndexError(
-                    f"the search index {self.path} has schema version {version}; this textlayer reads {SCHEMA_VERSION}"
-                )
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        # One statement, one snapshot: another process may commit the schema between two reads.
-        version, objects = conn.execute(
-            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
-        ).fetchone()
-        version = int(version)
-        if version == 0 and objects:
-            raise SearchIndexError(f"{self.path} is a SQLite database but not a textlayer search index")
-        return version
 
     def put_document(self, tenant: str, document_id: str, pages: Sequence[PageText | None]) -> None:
         """Store a document's pages, replacing whatever the index held for it.
@@ -348,8 +219,7 @@ class SqliteSearchIndex:
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        conn = self._connection()
-        with self._errors("search"):
+        with self._read("search") as conn:
             rows = conn.execute(_SEARCH_SQL, (fts_query(terms), tenant, int(limit))).fetchall()
         return [
             SearchHit(
@@ -376,20 +246,8 @@ class SqliteSearchIndex:
         Raises:
             SearchIndexError: The index cannot be read.
         """
-        conn = self._connection()
-        with self._errors(f"count the pages of document {document_id!r}"):
+        with self._read(f"count the pages of document {document_id!r}") as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pages WHERE tenant = ? AND document_id = ?", (tenant, document_id)
             ).fetchone()
         return int(row[0])
-
-    def close(self) -> None:
-        """Close every connection this process opened; later calls raise SearchIndexError.
-
-        Call it once no other call is in flight; closing twice is harmless.
-        """
-        with self._lock:
-            self._closed = True
-            finalizers, self._finalizers = self._finalizers, []
-        for finalizer in finalizers:
-            finalizer()

@@ -12,13 +12,15 @@ Schema (``PRAGMA user_version`` = 1)::
 Times are unix seconds (REAL). ``pages_done`` is the row count of the job's ``job_pages``,
 kept in the same transaction, so recording a page twice does not count it twice.
 
-Concurrency: the file is in WAL mode (readers never wait for the writer), synchronous=NORMAL
-(a commit survives a process crash; a power cut may lose the last commits but never corrupts
-the file), and every write runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so
-that the busy timeout applies. With a deferred BEGIN, a transaction that read first and then
-writes can get "database is locked" at once whatever the timeout (measured: 300 of 400
-claims from 4 processes failed; with IMMEDIATE none did). A claim reads and updates the job
-inside one such transaction, so it is a compare-and-set: two workers never both win.
+Concurrency (connections, transactions and schema set-up are :mod:`textlayer.sqlite_db`'s):
+the file is in WAL mode (readers never wait for the writer), synchronous=NORMAL (a commit
+survives a process crash; a power cut may lose the last commits but never corrupts the file),
+and every write runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so that the
+busy timeout applies. With a deferred BEGIN, a transaction that read first and then writes can
+get "database is locked" at once whatever the timeout (measured: 300 of 400 claims from
+4 processes failed; with IMMEDIATE none did). A claim reads and updates the job inside one such
+transaction, so it is a compare-and-set: two workers never both win. Connections enforce
+foreign keys: a ``job_pages`` row must name a job, and goes when its job is deleted.
 """
 
 from __future__ import annotations
@@ -27,17 +29,14 @@ import builtins
 import json
 import logging
 import math
-import os
 import sqlite3
-import threading
 import time
 import uuid
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from textlayer.sqlite_db import SqliteDatabase
 from textlayer.store.jobs import (
     TOO_MANY_ATTEMPTS,
     Job,
@@ -100,28 +99,6 @@ _COLUMNS = (
 
 _HOLDER = "id = ? AND state = 'RUNNING' AND lease_owner = ?"
 """WHERE clause: the job is RUNNING under ``owner``'s lease (parameters: job id, owner)."""
-
-_inherited_connections: list[sqlite3.Connection] = []
-"""Connections a forked child inherited: never closed there, see :func:`_close_connection`."""
-
-
-def _close_connection(conn: sqlite3.Connection, owner_pid: int) -> None:
-    # Closing a SQLite connection in a forked child would release locks or checkpoint on behalf
-    # of the parent, whose connection is still live; the child keeps it unused until it exits.
-    if os.getpid() == owner_pid:
-        conn.close()
-    else:
-        _inherited_connections.append(conn)
-
-
-class _ThreadConnection:
-    """One thread's connection; dropping it (the thread ended) closes the connection."""
-
-    __slots__ = ("__weakref__", "conn", "pid")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
 
 
 def _now(now: float | None) -> float:
@@ -187,13 +164,18 @@ def _page_errors_json(page_errors: Sequence[PageError]) -> str:
     )
 
 
-class SqliteJobStore:
+class SqliteJobStore(SqliteDatabase):
     """A :class:`~textlayer.store.jobs.JobStore` in one SQLite file.
 
-    Each thread gets its own connection, opened on first use and closed when the thread
-    ends or :meth:`close` is called; several processes may open the same file at once.
-    A process forked from one that used the store opens its own connections.
+    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s:
+    one connection per thread and per process, several processes may open the file at once.
     """
+
+    _noun = "job store"
+    _error = JobStoreError
+    _schema = _SCHEMA
+    _version = SCHEMA_VERSION
+    _pragmas = ("PRAGMA foreign_keys = ON",)  # SQLite leaves job_pages' REFERENCES unenforced without it
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
         """Open the job store file, creating it and its schema when missing.
@@ -205,129 +187,7 @@ class SqliteJobStore:
         Raises:
             JobStoreError: The file cannot be opened or created, or is not a job store of this version.
         """
-        self.path = Path(path)
-        self.busy_timeout_ms = int(busy_timeout_ms)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._finalizers: builtins.list[weakref.finalize[[sqlite3.Connection, int], _ThreadConnection]] = []
-        self._closed = False
-        if not self.path.parent.is_dir():
-            raise JobStoreError(f"cannot open the job store {self.path}: its folder does not exist")
-        try:
-            self._create_schema()
-        except BaseException:
-            self.close()
-            raise
-
-    def __repr__(self) -> str:
-        """Show the file, for logs."""
-        return f"SqliteJobStore({str(self.path)!r})"
-
-    def __enter__(self) -> SqliteJobStore:
-        """Use the store as a context manager that closes it."""
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the store."""
-        self.close()
-
-    # -- connections and transactions ---------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: this module issues BEGIN IMMEDIATE itself instead of the
-        # sqlite3 module's implicit deferred BEGIN. check_same_thread=False only so that
-        # close() and thread-exit finalizers may close it; it is used by one thread.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise JobStoreError(f"the job store {self.path} is closed")
-        holder: _ThreadConnection | None = getattr(self._local, "holder", None)
-        if holder is not None and holder.pid == os.getpid():
-            return holder.conn
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            raise JobStoreError(f"cannot open the job store {self.path}: {exc}") from exc
-        holder = _ThreadConnection(conn)
-        finalizer = weakref.finalize(holder, _close_connection, conn, holder.pid)
-        with self._lock:
-            if self._closed:
-                finalizer()
-                raise JobStoreError(f"the job store {self.path} is closed")
-            self._finalizers = [f for f in self._finalizers if f.alive]
-            self._finalizers.append(finalizer)
-        self._local.holder = holder
-        return conn
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise JobStoreError(f"cannot {doing} in the job store {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        with self._errors(doing):
-            yield conn
-
-    @contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """A connection inside ``BEGIN IMMEDIATE``; commits on success, rolls back on error."""
-        conn = self._connection()
-        with self._errors(doing):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite has already rolled back after some errors (disk full, I/O).
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _create_schema(self) -> None:
-        conn = self._connection()
-        with self._errors("set up the schema"):
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise JobStoreError(
-                    f"the job store {self.path} cannot use write-ahead logging (journal mode {mode!r});"
-                    " it must be a file on a local disk"
-                )
-            if self._schema_version(conn) == SCHEMA_VERSION:
-                return
-        with self._write("set up the schema") as conn:
-            # Another process may have created the schema while this one waited for the lock.
-            version = self._schema_version(conn)
-            if version == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                log.info("created job store schema v%d in %s", SCHEMA_VERSION, self.path)
-            elif version != SCHEMA_VERSION:
-                raise JobStoreError(
-                    f"the job store {self.path} has schema version {version}; this textlayer reads {SCHEMA_VERSION}"
-                )
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        # One statement, one snapshot: another process may commit the schema between two reads.
-        version, objects = conn.execute(
-            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
-        ).fetchone()
-        version = int(version)
-        if version == 0 and objects:
-            raise JobStoreError(f"{self.path} is a SQLite database but not a textlayer job store")
-        return version
+        super().__init__(path, busy_timeout_ms=busy_timeout_ms)
 
     @staticmethod
     def _select(conn: sqlite3.Connection, job_id: str) -> Job | None:
@@ -736,14 +596,3 @@ class SqliteJobStore:
                 (tenant, int(limit)),
             ).fetchall()
         return [_job_from_row(row) for row in rows]
-
-    def close(self) -> None:
-        """Close every connection this process opened; later calls raise JobStoreError.
-
-        Call it once no other call is in flight; closing twice is harmless.
-        """
-        with self._lock:
-            self._closed = True
-            finalizers, self._finalizers = self._finalizers, []
-        for finalizer in finalizers:
-            finalizer()
