@@ -10,15 +10,16 @@ This module itself imports none of those libraries.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from textlayer.elements import PageText
-from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
+from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxTimeout
 from textlayer.sniff import KINDS
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from textlayer.sandbox.policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RENDER_MAX_PAGES = 64
@@ -164,7 +167,19 @@ def _raise_refusal(header: dict[str, Any]) -> None:
     message = str(header.get("message", "unknown error"))[:2000]
     if header.get("error") in ("input", "memory"):
         raise InputDocumentError(message, reason=str(header.get("reason", "bad_input"))[:64])
-    raise SandboxError(f"the document converter failed: {message}", reason="converter_failed")
+    # An unexpected error while parsing this document would recur on every attempt: end the job
+    # with it (and the message for the bug report) instead of retrying up to the attempt cap.
+    raise InputDocumentError(
+        f"The document could not be converted because of an unexpected error in the converter ({message}).",
+        reason="conversion_failed",
+    )
+
+
+def _built_pdf(header: dict[str, Any], pdf: bytes) -> bytes:
+    _raise_refusal(header)
+    if not pdf.startswith(b"%PDF-") or b"%%EOF" not in pdf[-1024:]:
+        raise SandboxCrashed("a converter sent something that is not a PDF", reason="protocol")
+    return pdf
 
 
 # -- converters ------------------------------------------------------------------------------
@@ -239,9 +254,9 @@ class JailedConverter:
         """Close."""
         self.close()
 
-    def _call(self, header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+    def _call(self, header: dict[str, Any], payload: bytes, parse: Callable[[dict[str, Any], bytes], T]) -> T:
         try:
-            return self._started().call(header, payload)
+            return self._started().call_parsed(header, payload, parse)
         except InputDocumentError as exc:
             if exc.reason != "poison_page":
                 raise
@@ -264,10 +279,12 @@ class JailedConverter:
 
     def inspect(self, data: bytes) -> Inspection:
         """See :class:`DocumentConverter`."""
-        header, _ = self._call({"op": "inspect", "limits": self.limits.to_dict()}, data)
+        return self._call({"op": "inspect", "limits": self.limits.to_dict()}, data, self._inspection)
+
+    def _inspection(self, header: dict[str, Any], payload: bytes) -> Inspection:
         _raise_refusal(header)
         kind, pages = header.get("kind"), header.get("pages")
-        if kind not in KINDS or not isinstance(pages, int) or not 1 <= pages <= self.limits.max_pages:
+        if kind not in KINDS or not isinstance(pages, int) or not 1 <= pages <= self.limits.max_pages or payload:
             raise SandboxCrashed(
                 f"a converter sent an impossible inspection ({kind!r:.20}, {pages!r:.20})", reason="protocol"
             )
@@ -285,14 +302,10 @@ class JailedConverter:
                 "force_ocr": force_ocr,
                 "pixel_budget": RENDER_PIXEL_BUDGET,
             }
-            batch = decode_rendered(*self._call(request, data), asked, data)
+            batch = self._call(request, data, functools.partial(decode_rendered, indexes=asked, document=data))
             yield from batch
             todo = todo[len(batch) :]
 
     def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
         """See :class:`DocumentConverter`."""
-        header, pdf = self._call(*encode_build_request(data, pages, pages_with_text))
-        _raise_refusal(header)
-        if not pdf.startswith(b"%PDF-") or b"%%EOF" not in pdf[-1024:]:
-            raise SandboxCrashed("a converter sent something that is not a PDF", reason="protocol")
-        return pdf
+        return self._call(*encode_build_request(data, pages, pages_with_text), _built_pdf)

@@ -20,6 +20,7 @@ from tests.pages import make_page, page_to_jpeg, page_to_png, rotate_page
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
 from textlayer.sandbox import DeathCause, SandboxPolicy, SandboxPool, probes
 from textlayer.sandbox.launcher import JailedWorker, default_read_only_paths
+from textlayer.sandbox.pool import parse_page_reply
 from textlayer.sandbox.protocol import EXIT_PROTOCOL, PREFIX
 from textlayer.sandbox.verify import verify_worker
 
@@ -221,6 +222,17 @@ def test_a_bad_reply_from_the_worker_kills_it(fault_pool, kind):
         fault_pool.call({"op": "reply", "kind": kind}, retry=False)
     assert caught.value.reason == "protocol"
     _ping(fault_pool)
+
+
+def test_a_well_framed_but_malformed_result_kills_the_worker(fault_pool):
+    _ping(fault_pool)
+    before, workers = fault_pool.deaths["protocol"], set(fault_pool.live_workers)
+    with pytest.raises(SandboxCrashed) as caught:
+        fault_pool.call_parsed({"op": "reply", "kind": "bad_page"}, b"", parse_page_reply, retry=False)
+    assert caught.value.reason == "protocol"
+    assert fault_pool.deaths["protocol"] == before + 1  # never handed to the next request
+    _ping(fault_pool)
+    assert len(workers - set(fault_pool.live_workers)) == 1
 
 
 def test_an_oversized_page_is_refused_before_sending(fault_pool):

@@ -17,8 +17,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
@@ -55,6 +56,13 @@ def parse_page_reply(header: dict[str, Any], payload: bytes) -> PageText:
     except Exception as exc:  # anything malformed is a protocol violation
         raise SandboxCrashed(f"a sandbox worker sent a malformed page result ({exc})", reason="protocol") from exc
     return page
+
+
+T = TypeVar("T")
+
+
+def _raw(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+    return header, payload
 
 
 class SandboxPool:
@@ -264,8 +272,22 @@ class SandboxPool:
     def call(
         self, header: dict[str, Any], payload: bytes = b"", *, retry: bool = True, deadline_s: float | None = None
     ) -> tuple[dict[str, Any], bytes]:
+        """Send one request to a worker and return its raw reply; see :meth:`call_parsed`."""
+        return self.call_parsed(header, payload, _raw, retry=retry, deadline_s=deadline_s)
+
+    def call_parsed(
+        self,
+        header: dict[str, Any],
+        payload: bytes,
+        parse: Callable[[dict[str, Any], bytes], T],
+        *,
+        retry: bool = True,
+        deadline_s: float | None = None,
+    ) -> T:
         """Send one request to a worker; with ``retry`` a death is retried once, and a second one refuses the input.
 
+        ``parse`` checks and converts the (untrusted) reply before the worker serves anyone else:
+        when it raises ``SandboxCrashed(reason="protocol")`` the worker is killed, never reused.
         ``deadline_s`` (the caller's own deadline, e.g. a gRPC call's) shortens the policy's page
         deadline; it covers waiting for a free worker, the request and a retry.
 
@@ -310,8 +332,21 @@ class SandboxPool:
             with self._lock:
                 self._consecutive_failures = 0
             worker.pages += 1
+            try:
+                parsed = parse(*reply)
+            except SandboxCrashed as exc:
+                if exc.reason != "protocol":
+                    self._release(worker, recycle=False)
+                    raise
+                # A malformed reply: the input may have taken the worker over; it serves no one else.
+                log.error("sandbox worker %d sent a malformed reply (%s); killed", worker.worker_id, exc.message)
+                self._retire(worker, DeathCause.PROTOCOL)
+                raise
+            except BaseException:
+                self._release(worker, recycle=False)
+                raise
             self._release(worker, recycle=reply[0].get("error") == "memory")
-            return reply
+            return parsed
         raise AssertionError("unreachable")
 
     def recognize(
@@ -323,8 +358,9 @@ class SandboxPool:
             InputDocumentError: the image is unreadable, too large, or a poison page.
             SandboxTimeout, SandboxCrashed, SandboxError: see :meth:`call`.
         """
-        header, payload = self.call({"op": "ocr", "dpi": dpi, "frame": frame}, image, deadline_s=deadline_s)
-        return parse_page_reply(header, payload)
+        return self.call_parsed(
+            {"op": "ocr", "dpi": dpi, "frame": frame}, image, parse_page_reply, deadline_s=deadline_s
+        )
 
     def _release(self, worker: JailedWorker, *, recycle: bool) -> None:
         rss = resident_mib(worker.pid) if worker.pid else 0.0
