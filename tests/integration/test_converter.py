@@ -84,6 +84,6 @@ def test_a_decompression_bomb_kills_two_converters_then_the_next_document_conver
 def test_a_converter_past_its_deadline_is_killed_and_the_document_refused():
     with _converter(deadline_s=1.0) as converter:
         with pytest.raises(InputDocumentError) as caught:
-            converter._call({"op": "hang", "seconds": 30}, b"")
+            converter._call({"op": "hang", "seconds": 30}, b"", lambda header, payload: header)
         assert caught.value.reason in ("parse_timeout", "parse_crashed")
         assert converter.inspect(_pdf("after the hang")).kind == "PDF"
