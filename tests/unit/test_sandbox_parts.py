@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -229,3 +230,17 @@ def test_the_jail_root_is_built_where_it_hides_no_path_to_bind():
     # A checkout or venv under /tmp: a tmpfs mounted on /tmp would hide it from the binds.
     chosen = staging_dir(["/usr", "/tmp/clone/.venv", "/tmp/clone/src"])
     assert chosen != "/tmp" and not "/tmp/clone/.venv".startswith(chosen + "/")
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1, os.getpid()])
+def test_signal_and_ptrace_probes_refuse_a_broadcast_pid_1_or_a_live_process(pid):
+    # R12: run unjailed, a probe must reach nobody. The guard raises before any syscall is made
+    # (and these two probes send signal 0 even then); ptrace is checked through the same guard.
+    from textlayer.sandbox import probes
+
+    for probe in (probes.kill_other, probes.tgkill_other):
+        with pytest.raises(ValueError, match="not an unused pid"):
+            probe("/nonexistent", pid)
+    with pytest.raises(ValueError, match="not an unused pid"):
+        probes._target(pid)
+    assert probes._target(probes.unused_pid()) > 1
