@@ -7,7 +7,7 @@ Everything here parses untrusted bytes, so it runs inside a jailed converter
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,20 +15,10 @@ import pypdfium2 as pdfium
 
 from textlayer.conversion import EncodedPage
 from textlayer.errors import InputDocumentError
-from textlayer.limits import DEFAULT_DPI, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PAGES, DocumentLimits
-from textlayer.pdf_overlay.merge import declares_encryption, declares_no_pages
+from textlayer.limits import DEFAULT_MAX_FRAMES, DocumentLimits
+from textlayer.pdf_overlay.merge import why_unopenable
 from textlayer.sniff import document_kind
-from textlayer.worker.decode import count_frames, decode_image, encode_png, iter_decoded
-
-__all__ = [
-    "DEFAULT_DPI",
-    "DEFAULT_MAX_PAGES",
-    "DocumentInfo",
-    "DocumentLimits",
-    "EncodedPage",
-    "SourcePage",
-    "document_kind",
-]
+from textlayer.worker.decode import count_frames, encode_png, iter_decoded
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +30,8 @@ MIN_TEXT_CHARS = 1
 
 
 @dataclass(frozen=True)
-class SourcePage:
-    """One page of the input: pixels to OCR, or ``image=None`` when it already has text."""
+class _Rendered:
+    """One rasterised PDF page: pixels to OCR, or ``image=None`` when it already has text."""
 
     index: int
     image: np.ndarray | None
@@ -151,61 +141,17 @@ def _encoded(index: int, image: np.ndarray, dpi: float | None, has_text: bool) -
     return EncodedPage(index, encode_png(image), 0, dpi, has_text)
 
 
-def count_pages(data: bytes, limits: DocumentLimits | None = None) -> int:
-    """Number of pages (for progress bars), validating the document on the way (see :func:`inspect_document`)."""
-    return inspect_document(data, limits).pages
-
-
-def iter_pages(data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False) -> Iterator[SourcePage]:
-    """Yield the document's pages as images ready for OCR.
-
-    Args:
-        data: the document's bytes (untrusted).
-        limits: page count, pixel and dpi limits.
-        force_ocr: rasterise PDF pages even when they already carry text.
-
-    Raises:
-        InputDocumentError: empty, unsupported, corrupt, encrypted or too large.
-    """
-    limits = limits or DocumentLimits()
-    if inspect_document(data, limits).kind != "PDF":
-        frames = decode_image(data, max_pixels=limits.max_pixels, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES))
-        for frame in frames:
-            yield SourcePage(frame.index, frame.image, frame.dpi)
-        return
-    pdf = _open_pdf(data)
-    try:
-        for index in range(_checked_page_count(pdf, limits)):
-            yield _render_page(pdf, index, limits, force_ocr)
-    finally:
-        pdf.close()
-
-
-def iter_encoded_pages(
-    data: bytes, limits: DocumentLimits | None = None, *, force_ocr: bool = False, batch: int = 8
-) -> Iterator[EncodedPage]:
-    """Yield the pages as :func:`render_pages` encodes them, ``batch`` at a time.
-
-    Raises:
-        InputDocumentError: empty, unsupported, corrupt, encrypted, signed or too large.
-    """
-    limits = limits or DocumentLimits()
-    total = inspect_document(data, limits).pages
-    for start in range(0, total, batch):
-        yield from render_pages(data, range(start, min(start + batch, total)), limits, force_ocr=force_ocr)
-
-
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        # PDFium's last error is process-wide and not reset on every failure: confirm it with pypdf.
-        if "password" in str(exc).lower() and declares_encryption(data):
+        opinion = why_unopenable(data)  # PDFium's own error code may be an earlier document's
+        if opinion == "encrypted_pdf":
             raise InputDocumentError(
                 "The PDF is password-protected; remove the password and upload it again.",
                 reason="encrypted_pdf",
             ) from exc
-        if declares_no_pages(data):
+        if opinion == "no_pages":
             raise InputDocumentError("The PDF has no pages.", reason="no_pages") from exc
         raise InputDocumentError(f"The PDF is damaged and cannot be read ({exc}).", reason="corrupt_pdf") from exc
 
@@ -222,7 +168,7 @@ def _checked_page_count(pdf: pdfium.PdfDocument, limits: DocumentLimits) -> int:
     return count
 
 
-def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, force_ocr: bool) -> SourcePage:
+def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, force_ocr: bool) -> _Rendered:
     try:
         page = pdf[index]
         try:
@@ -233,7 +179,7 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, fo
                 textpage.close()
             if has_text and not force_ocr:
                 log.info("page %d already has text; not OCRed (use --force-ocr to OCR it anyway)", index + 1)
-                return SourcePage(index, None, None, has_text=True)
+                return _Rendered(index, None, None, has_text=True)
             width_pt, height_pt = page.get_size()
             if width_pt <= 0 or height_pt <= 0:
                 raise InputDocumentError(f"Page {index + 1} has no area.", reason="corrupt_pdf")
@@ -258,4 +204,4 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, fo
         raise InputDocumentError(f"Page {index + 1} of the PDF cannot be read ({exc}).", reason="corrupt_pdf") from exc
     if image.ndim == 3:
         image = image[:, :, 0] if image.shape[2] == 1 else np.ascontiguousarray(image[:, :, :3])
-    return SourcePage(index, image, dpi, has_text=has_text)
+    return _Rendered(index, image, dpi, has_text=has_text)

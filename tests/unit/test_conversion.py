@@ -10,15 +10,17 @@ from PIL import Image
 from reportlab.pdfgen import canvas
 
 from textlayer.conversion import (
+    EncodedPage,
     InProcessConverter,
     decode_build_request,
     decode_rendered,
     encode_build_request,
     encode_rendered,
 )
-from textlayer.documents import DocumentLimits, EncodedPage, render_pages
+from textlayer.documents import render_pages
 from textlayer.elements import Line, PageText, Word
 from textlayer.errors import InputDocumentError, SandboxCrashed
+from textlayer.limits import DocumentLimits
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 

@@ -64,20 +64,24 @@ def _reader(source: bytes) -> PdfReader:
         raise _unreadable(exc) from exc
 
 
-def declares_encryption(source: bytes) -> bool:
-    """True when the PDF's trailer has an /Encrypt dictionary (a second opinion on PDFium's error codes)."""
-    try:
-        return bool(PdfReader(io.BytesIO(source), strict=False).is_encrypted)
-    except Exception:
-        return False
+def why_unopenable(source: bytes) -> str | None:
+    """Pypdf's opinion of a PDF that PDFium refused: ``encrypted_pdf``, ``no_pages`` or None (damaged).
 
-
-def declares_no_pages(source: bytes) -> bool:
-    """True when the PDF's page tree is empty (``/Count 0``): PDFium refuses to open such a file at all."""
+    PDFium keeps its last error process-wide and refuses an empty page tree (``/Count 0``)
+    without setting one, so its own error code can name an earlier document's problem.
+    """
     try:
-        return len(_reader(source).pages) == 0
-    except Exception:  # unreadable for pypdf too: not an empty document
-        return False
+        reader = PdfReader(io.BytesIO(source), strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = bool(reader.decrypt(""))
+            except Exception:  # a cipher pypdf cannot use: still a password-protected file
+                opened = False
+            if not opened:
+                return "encrypted_pdf"
+        return "no_pages" if len(reader.pages) == 0 else None
+    except Exception:  # unreadable for pypdf too: damaged
+        return None
 
 
 def page_geometries(source: bytes) -> list[PageGeometry]:

@@ -20,8 +20,9 @@ from pypdf import PdfWriter
 from reportlab.pdfgen import canvas
 
 from textlayer import conversion
-from textlayer.documents import DocumentLimits, inspect_document, render_pages
+from textlayer.documents import inspect_document, render_pages
 from textlayer.elements import Line, PageText, Word
+from textlayer.limits import DocumentLimits
 from textlayer.pdf_overlay import build_searchable_pdf
 from textlayer.sandbox.handlers import Handlers, Reply
 from textlayer.sandbox.policy import SandboxPolicy
