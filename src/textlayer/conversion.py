@@ -196,8 +196,7 @@ class InProcessConverter:
         """See :class:`DocumentConverter`."""
         from textlayer.documents import inspect_document
 
-        info = inspect_document(data, self.limits)
-        return Inspection(info.kind, info.pages)
+        return inspect_document(data, self.limits)
 
     def pages(self, data: bytes, indexes: Sequence[int], *, force_ocr: bool = False) -> Iterator[EncodedPage]:
         """See :class:`DocumentConverter`."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pypdfium2 as pdfium
 
-from textlayer.conversion import EncodedPage
+from textlayer.conversion import EncodedPage, Inspection
 from textlayer.errors import InputDocumentError
 from textlayer.limits import DEFAULT_MAX_FRAMES, DocumentLimits
 from textlayer.pdf_overlay.merge import why_unopenable
@@ -39,15 +39,7 @@ class _Rendered:
     has_text: bool = False
 
 
-@dataclass(frozen=True)
-class DocumentInfo:
-    """What the converter learnt about a document before any page is rendered."""
-
-    kind: str
-    pages: int
-
-
-def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> DocumentInfo:
+def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> Inspection:
     """Type, page count, encryption and signature checks: everything that can refuse a whole document.
 
     Raises:
@@ -57,7 +49,7 @@ def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> Docum
     kind = document_kind(data)
     if kind != "PDF":
         frames = count_frames(data, max_frames=min(limits.max_pages, DEFAULT_MAX_FRAMES), max_pixels=limits.max_pixels)
-        return DocumentInfo(kind, frames)
+        return Inspection(kind, frames)
     pdf = _open_pdf(data)
     try:
         pages = _checked_page_count(pdf, limits)
@@ -68,7 +60,7 @@ def inspect_document(data: bytes, limits: DocumentLimits | None = None) -> Docum
                 "Upload it again with the option to invalidate the signature if that is acceptable.",
                 reason="signed_pdf",
             )
-        return DocumentInfo(kind, pages)
+        return Inspection(kind, pages)
     finally:
         pdf.close()
 
