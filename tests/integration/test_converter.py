@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zlib
 
 import pytest
@@ -86,4 +87,8 @@ def test_a_converter_past_its_deadline_is_killed_and_the_document_refused():
         with pytest.raises(InputDocumentError) as caught:
             converter._call({"op": "hang", "seconds": 30}, b"", lambda header, payload: header)
         assert caught.value.reason in ("parse_timeout", "parse_crashed")
+        # The 1 s deadline also bounds waiting for a free converter: let the replacement start first.
+        deadline = time.monotonic() + 60
+        while not converter._started().live_workers and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert converter.inspect(_pdf("after the hang")).kind == "PDF"
