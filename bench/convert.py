@@ -68,15 +68,15 @@ def main() -> int:
     args = parser.parse_args()
     sys.path[:0] = [str(REPO / "src")]
     from textlayer.config import Settings
-    from textlayer.conversion import InProcessConverter, JailedConverter
+    from textlayer.conversion import InProcessConverter, JailedConverter, converter_policy, document_limits
 
     print(DESCRIPTION)
     data, names = _scan_pdf(args.eval_dir, args.pages)
     print(f"document: {len(names)} pages, {len(data) / 1e6:.1f} MB ({', '.join(names[:4])}, ...)")
     settings = Settings(sandbox_layers=os.environ.get("TEXTLAYER_SANDBOX_LAYERS", "require"))
-    in_process = InProcessConverter(settings.document_limits())
+    in_process = InProcessConverter(document_limits(settings))
     started = time.perf_counter()
-    with JailedConverter(settings.conversion_policy(), settings.document_limits()) as jailed:
+    with JailedConverter(converter_policy(settings), document_limits(settings)) as jailed:
         jailed._started()
         start_s = time.perf_counter() - started
         times: dict[str, list[float]] = {"in-process": [], "jailed": []}

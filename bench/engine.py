@@ -293,7 +293,7 @@ class TextlayerEngine(Engine):
             sys.path.insert(0, str(src))  # src layout: works without an editable install
         try:
             predictor_mod = importlib.import_module("textlayer.worker.predictor")
-            decode_mod = importlib.import_module("textlayer.worker.decode")
+            decode_mod = importlib.import_module("textlayer.media.images")
         except ModuleNotFoundError as exc:
             # Only "textlayer.worker is not there yet" is a skip; a missing third-party
             # module or a broken import inside textlayer is a real error.

@@ -82,8 +82,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
+    from textlayer.media.images import decode_image
     from textlayer.worker.client import OcrClient
-    from textlayer.worker.decode import decode_image
     from textlayer.worker.predictor import OcrPredictor
 
     print(DESCRIPTION)

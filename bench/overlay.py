@@ -264,8 +264,8 @@ class Textlayer:
     """Our pipeline: OCR once in process, then time build_searchable_pdf alone."""
 
     def __init__(self, model: str, threads: int, repeat: int) -> None:
+        from textlayer.media.images import decode_image
         from textlayer.pdf_overlay import build_searchable_pdf
-        from textlayer.worker.decode import decode_image
         from textlayer.worker.predictor import OcrPredictor
 
         self.build = build_searchable_pdf

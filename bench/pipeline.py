@@ -49,7 +49,7 @@ def _pages(eval_dir: Path, count: int) -> list[tuple[str, bytes]]:
 
 
 def _ocr_in_process(datas: list[bytes]) -> float:
-    from textlayer.worker.decode import decode_image
+    from textlayer.media.images import decode_image
     from textlayer.worker.predictor import OcrPredictor
 
     predictor = OcrPredictor.load(threads=1)

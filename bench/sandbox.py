@@ -59,15 +59,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
-    from textlayer.sandbox import SandboxPolicy, SandboxPool
-    from textlayer.worker.decode import decode_image
+    from textlayer.config import Settings
+    from textlayer.media.images import decode_image
+    from textlayer.sandbox import SandboxPool
+    from textlayer.worker.jailed import JailedReader, ocr_policy
     from textlayer.worker.predictor import OcrPredictor
 
     pages = _pages(args.eval_dir, args.eval_pages)
     print(DESCRIPTION)
     print(f"pages: {', '.join(name for name, _ in pages)}")
-    layers = "require"
-    policy = SandboxPolicy(layers=layers, model=args.model, test_hooks=True)
+    policy = ocr_policy(Settings(model=args.model, sandbox_layers="require"), test_hooks=True)
 
     starts: dict[str, list[float]] = {"jailed": [], "plain": []}
     for _ in range(args.starts):
@@ -85,8 +86,8 @@ def main() -> int:
     with SandboxPool(policy) as jailed, SandboxPool(policy, inject_faults=("no_jail",)) as plain:
         modes: dict[str, Callable[[bytes], object]] = {
             "in-process": in_process,
-            "plain": plain.recognize,
-            "jailed": jailed.recognize,
+            "plain": JailedReader(plain).recognize,
+            "jailed": JailedReader(jailed).recognize,
         }
         names = list(modes)
         for _, data in pages:  # warm every mode on every page once

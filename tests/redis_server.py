@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textlayer.queue.broker import BrokerError, EmbeddedRedis, RedisConfig
+from textlayer.service.redis import BrokerError, EmbeddedRedis, RedisConfig
 
 _START_TRIES = 3
 """Another process may grab the picked port between our probe and Redis's bind: retry with a new one."""

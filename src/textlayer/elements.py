@@ -1,7 +1,8 @@
-"""Engine-agnostic OCR results: pure dataclasses with to_dict/from_dict (the wire format)."""
+"""Engine-agnostic OCR results: pure dataclasses with to_dict/from_dict (the wire format) and PageRecord."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,4 +136,56 @@ class PageText:
             lines=tuple(Line.from_dict(line) for line in data["lines"]),
             dpi=None if dpi is None else float(dpi),
             timings_s={str(k): float(v) for k, v in data.get("timings_s", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """What became of one page of a document: its OCR result, or why there is none.
+
+    Stored as ``pages/NNNNN.json`` per job (:meth:`to_json`); ``page`` is None for a page with
+    text already, a blank page, or a page that failed (``error_reason`` says why).
+    """
+
+    index: int
+    has_text: bool = False
+    blank: bool = False
+    page: PageText | None = None
+    error_reason: str | None = None
+    """Stable code of a page that could not be read, e.g. ``ocr_unavailable``."""
+    error_message: str | None = None
+    """A sentence a person understands."""
+    reused_from: str | None = None
+    """The job whose identical document this result was copied from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values: ``{"index", "has_text", "blank", "page", "error": {"reason", "message"}}``."""
+        record: dict[str, Any] = {
+            "index": self.index,
+            "has_text": self.has_text,
+            "blank": self.blank,
+            "page": self.page.to_dict() if self.page else None,
+            "error": {"reason": self.error_reason, "message": self.error_message} if self.error_reason else None,
+        }
+        if self.reused_from:
+            record["reused_from"] = self.reused_from
+        return record
+
+    def to_json(self) -> bytes:
+        """The stored form: :meth:`to_dict` as JSON."""
+        return json.dumps(self.to_dict()).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> PageRecord:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        error = data.get("error") or {}
+        return cls(
+            index=int(data["index"]),
+            has_text=bool(data.get("has_text")),
+            blank=bool(data.get("blank")),
+            page=PageText.from_dict(data["page"]) if data.get("page") else None,
+            error_reason=error.get("reason"),
+            error_message=error.get("message"),
+            reused_from=data.get("reused_from"),
         )

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from tests.redis_server import private_redis
-from textlayer.queue.broker import BrokerError, EmbeddedRedis, RedisConfig, redis_server_binary
+from textlayer.service.redis import BrokerError, EmbeddedRedis, RedisConfig, redis_server_binary
+from textlayer.service.supervisor import Supervisor
 
 pytestmark = pytest.mark.redis
 
@@ -87,27 +88,29 @@ def test_kill_9_after_everysec_loses_nothing(tmp_path):
         server.stop()
 
 
-def test_supervise_restarts_a_killed_server(tmp_path, caplog):
+def test_the_supervisor_restarts_a_killed_server(tmp_path, caplog):
     server = EmbeddedRedis(RedisConfig(data_dir=tmp_path / "redis", appendfsync="always"))
     server.start()
+    supervisor = Supervisor(poll_s=0.1)
     try:
         with _client(server) as client:
             client.set("survives", "yes")
-        server.supervise(poll_s=0.1)
+        supervisor.watch(server, "redis-server")
         pid = server.pid
         assert pid is not None
-        with caplog.at_level("WARNING", logger="textlayer.queue.broker"):
+        with caplog.at_level("WARNING", logger="textlayer.service.supervisor"):
             os.kill(pid, signal.SIGKILL)
             assert _wait_for(lambda: server.pid not in (None, pid), 5)
         assert "died unexpectedly" in caplog.text
         with _client(server) as client:
             assert client.get("survives") == b"yes"
     finally:
+        supervisor.stop()
         server.stop()
     new_pid = server.pid
     assert new_pid is None and not server.alive()
     assert _gone(pid)
-    assert not any(thread.name == "embedded-redis-supervisor" for thread in threading.enumerate())
+    assert not any(thread.name == "textlayer-supervisor" for thread in threading.enumerate())
 
 
 def test_running_at_finds_a_live_server_and_start_refuses_a_second(tmp_path):

@@ -11,16 +11,16 @@ from reportlab.pdfgen import canvas
 
 from tests.integration.test_sandbox import LAYERS, _statuses
 from textlayer.config import Settings
-from textlayer.conversion import JailedConverter
+from textlayer.conversion import JailedConverter, converter_policy
 from textlayer.errors import InputDocumentError
-from textlayer.limits import DocumentLimits
+from textlayer.media.limits import DocumentLimits
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
 def _converter(**overrides) -> JailedConverter:
     settings = Settings(sandbox_layers=LAYERS)
-    policy = settings.conversion_policy(test_hooks=True)
+    policy = converter_policy(settings, test_hooks=True)
     if overrides:
         from dataclasses import replace
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rapidfuzz.distance import Levenshtein
 
-from textlayer.worker.decode import decode_image
+from textlayer.media.images import decode_image
 
 pytestmark = [pytest.mark.onnx, pytest.mark.slow]
 

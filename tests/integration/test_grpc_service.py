@@ -55,7 +55,7 @@ def _health(address: str) -> int:
 
 
 def test_pages_through_the_server_equal_pages_read_in_process(ocr_server):
-    from textlayer.worker.decode import decode_image
+    from textlayer.media.images import decode_image
     from textlayer.worker.predictor import OcrPredictor
 
     address, _, _ = ocr_server

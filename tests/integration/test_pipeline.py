@@ -269,7 +269,8 @@ def test_reindex_rebuilds_the_index_from_the_blob_store(service):
 
 def test_a_document_past_its_wall_time_fails_with_document_timeout(tmp_path):
     """The pipeline in this process, over a real jailed converter and a real jailed OCR pool."""
-    from textlayer.conversion import JailedConverter
+    from textlayer.conversion import JailedConverter, converter_policy, document_limits
+    from textlayer.worker.jailed import JailedReader, ocr_policy
     from textlayer.index import open_index
     from textlayer.queue.pipeline import Pipeline, PipelineConfig
     from textlayer.sandbox import SandboxPool
@@ -278,14 +279,14 @@ def test_a_document_past_its_wall_time_fails_with_document_timeout(tmp_path):
     settings = Settings(sandbox_layers=LAYERS)
     pages = [make_page(kind, dpi=100) for kind in ("fonts", "table", "receipt")]
     with (
-        SandboxPool(settings.sandbox_policy()) as reader,
-        JailedConverter(settings.conversion_policy(), settings.document_limits()) as converter,
+        SandboxPool(ocr_policy(settings)) as pool,
+        JailedConverter(converter_policy(settings), document_limits(settings)) as converter,
     ):
         pipeline = Pipeline(
             jobs=SqliteJobStore(tmp_path / "jobs.db"),
             blobs=BlobStore(tmp_path / "blobs"),
             index=open_index(tmp_path / "index.db"),
-            reader=reader,
+            reader=JailedReader(pool),
             converter=converter,
             config=PipelineConfig(max_document_s=0.5, parallel_pages=1),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,8 +20,9 @@ import pytest
 from tests.pages import make_page, page_to_jpeg, page_to_png, rotate_page
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
 from textlayer.sandbox import DeathCause, SandboxPolicy, SandboxPool, probes
+from textlayer.config import Settings
 from textlayer.sandbox.launcher import JailedWorker, default_read_only_paths
-from textlayer.sandbox.pool import parse_page_reply
+from textlayer.worker.jailed import JailedReader, ocr_policy, parse_page_reply
 from textlayer.sandbox.protocol import EXIT_PROTOCOL, PREFIX
 from textlayer.sandbox.verify import verify_worker
 
@@ -39,7 +41,9 @@ if not NAMESPACES:
 
 
 def _policy(**overrides) -> SandboxPolicy:
-    return SandboxPolicy(**{"layers": LAYERS, "test_hooks": True, "restart_backoff_s": 0.1, **overrides})
+    """The OCR role's jail with test hooks."""
+    base = ocr_policy(Settings(sandbox_layers=LAYERS), test_hooks=True)
+    return dataclasses.replace(base, **{"restart_backoff_s": 0.1, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +106,12 @@ def test_worker_lives_in_its_own_namespaces_and_is_not_pid_1(ocr_pool):
 
 
 def test_jailed_ocr_equals_in_process_ocr(ocr_pool):
-    from textlayer.worker.decode import decode_image
+    from textlayer.media.images import decode_image
     from textlayer.worker.predictor import OcrPredictor
 
     page = make_page("two_column", dpi=150)
     png = page_to_png(page)
-    jailed = ocr_pool.recognize(png)
+    jailed = JailedReader(ocr_pool).recognize(png)
     local = OcrPredictor.load(threads=1).recognize(decode_image(png)[0].image, dpi=page.dpi)
     assert jailed.text == local.text and len(jailed.text) > 200
     assert [w.quad for line in jailed.lines for w in line.words] == [w.quad for line in local.lines for w in line.words]
@@ -123,7 +127,7 @@ def test_bad_images_are_refused_inside_the_jail_without_a_death(ocr_pool):
         (b"", "empty_file"),
     ]:
         with pytest.raises(InputDocumentError) as caught:
-            ocr_pool.recognize(data)
+            JailedReader(ocr_pool).recognize(data)
         assert caught.value.reason == reason
     assert sum(ocr_pool.deaths.values()) == deaths
 
@@ -163,7 +167,7 @@ def test_escape_probe_is_blocked_and_ocr_keeps_working(ocr_pool, scratch, name):
 
 def test_ocr_still_reads_after_the_escape_suite(ocr_pool):
     page = rotate_page(make_page("receipt", dpi=150), 180)
-    result = ocr_pool.recognize(page_to_jpeg(page))
+    result = JailedReader(ocr_pool).recognize(page_to_jpeg(page))
     assert result.rotation == 180 and "TOTAL" in result.text.upper()
 
 
@@ -242,7 +246,7 @@ def test_an_oversized_page_is_refused_before_sending(fault_pool):
 
 
 def test_an_oversized_frame_makes_the_worker_exit_65():
-    worker = JailedWorker(1, _policy(), default_read_only_paths())
+    worker = JailedWorker(1, _policy(), default_read_only_paths(_policy()))
     worker.launch()
     worker.wait_ready()
     worker._sock.sendall(PREFIX.pack(2**31, 2) + b"{}")
@@ -344,7 +348,7 @@ def test_soak_mixed_real_and_corrupt_pages_under_the_kill_filter(ocr_pool):
     while time.monotonic() < ends:
         for data in (good[served % 3], bad[refused % 4]):
             try:
-                result = ocr_pool.recognize(data)
+                result = JailedReader(ocr_pool).recognize(data)
                 assert len(result.text) > 20
                 served += 1
             except InputDocumentError:

@@ -9,18 +9,13 @@ import pytest
 from PIL import Image
 from reportlab.pdfgen import canvas
 
-from textlayer.conversion import (
-    EncodedPage,
-    InProcessConverter,
-    decode_build_request,
-    decode_rendered,
-    encode_build_request,
-    encode_rendered,
-)
-from textlayer.documents import render_pages
+from textlayer.conversion import InProcessConverter
+from textlayer.conversion.wire import decode_build_request, decode_rendered, encode_build_request, encode_rendered
 from textlayer.elements import Line, PageText, Word
 from textlayer.errors import InputDocumentError, SandboxCrashed
-from textlayer.limits import DocumentLimits
+from textlayer.media.documents import render_pages
+from textlayer.media.limits import DocumentLimits
+from textlayer.media.pages import EncodedPage
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 

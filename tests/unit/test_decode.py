@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from textlayer.errors import InputDocumentError
-from textlayer.worker.decode import decode_image
+from textlayer.media.images import decode_image
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:

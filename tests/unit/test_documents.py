@@ -5,10 +5,10 @@ import io
 import pytest
 from reportlab.pdfgen import canvas
 
-from textlayer.documents import inspect_document, render_pages
 from textlayer.errors import InputDocumentError
-from textlayer.limits import DocumentLimits
-from textlayer.worker.decode import decode_image
+from textlayer.media.documents import inspect_document, render_pages
+from textlayer.media.images import decode_image
+from textlayer.media.limits import DocumentLimits
 
 
 def _pixels(page):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from textlayer.elements import Line, PageText, Word
-from textlayer.worker import convert
+from textlayer.worker import messages
 from textlayer.worker.client import channel_target, service_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,15 +38,15 @@ def test_page_round_trips_through_protobuf_exactly():
         300.0,
         {"detection": 0.25},
     )
-    back = convert.page_from_proto(convert.page_to_proto(page, request_id="r1", server="s"))
+    back = messages.page_from_proto(messages.page_to_proto(page, request_id="r1", server="s"))
     assert back == page and back.timings_s == page.timings_s
 
 
 def test_broken_results_are_refused():
-    result = convert.page_to_proto(PageText(10, 10, 0, ()))
+    result = messages.page_to_proto(PageText(10, 10, 0, ()))
     result.rotation = 45
     with pytest.raises(ValueError):
-        convert.page_from_proto(result)
+        messages.page_from_proto(result)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError
 from textlayer.sandbox import seccomp, syscalls
 from textlayer.sandbox.deaths import DeathCause, classify, describe
 from textlayer.sandbox.policy import SandboxPolicy
-from textlayer.sandbox.pool import parse_page_reply
 from textlayer.sandbox.protocol import (
     MAX_HEADER_BYTES,
     PREFIX,
@@ -24,6 +23,7 @@ from textlayer.sandbox.protocol import (
     parse_header,
     parse_prefix,
 )
+from textlayer.worker.jailed import parse_page_reply
 
 
 def test_policy_defaults_are_safe_and_round_trip():
@@ -31,9 +31,15 @@ def test_policy_defaults_are_safe_and_round_trip():
     assert policy.layers == "require" and policy.test_hooks is False
     assert policy.cpu_lifetime_s == 0 and policy.open_files <= 64
     assert SandboxPolicy.from_json(policy.to_json()) == policy
+    assert policy.role == "textlayer.sandbox.handlers"  # the null role: ping and test hooks only
+    roled = SandboxPolicy(role="a.b", role_options={"model": "tiny"}, read_only_paths=("/models",), packages=("numpy",))
+    assert SandboxPolicy.from_json(roled.to_json()) == roled
 
 
-@pytest.mark.parametrize("bad", [{"layers": "maybe"}, {"deadline_s": 0}, {"workers": 0}, {"address_space_mib": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"layers": "maybe"}, {"deadline_s": 0}, {"workers": 0}, {"address_space_mib": -1}, {"role": "x; rm -rf"}],
+)
 def test_policy_refuses_impossible_values(bad):
     with pytest.raises(ValueError):
         SandboxPolicy(**bad)

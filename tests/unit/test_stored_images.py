@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from textlayer.errors import InputDocumentError
-from textlayer.worker.decode import stored_images
+from textlayer.media.images import stored_images
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -7,11 +7,11 @@ from collections.abc import Collection, Sequence
 
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError
+from textlayer.media.images import stored_images
+from textlayer.media.sniff import document_kind
 from textlayer.pdf_overlay.geometry import DEFAULT_IMAGE_DPI, PageFrame
 from textlayer.pdf_overlay.merge import add_text_layers, page_geometries
 from textlayer.pdf_overlay.render import ImagePage, render_image_pages, render_text_layer
-from textlayer.sniff import document_kind
-from textlayer.worker.decode import stored_images
 
 log = logging.getLogger(__name__)
 

@@ -64,26 +64,6 @@ def _reader(source: bytes) -> PdfReader:
         raise _unreadable(exc) from exc
 
 
-def why_unopenable(source: bytes) -> str | None:
-    """Pypdf's opinion of a PDF that PDFium refused: ``encrypted_pdf``, ``no_pages`` or None (damaged).
-
-    PDFium keeps its last error process-wide and refuses an empty page tree (``/Count 0``)
-    without setting one, so its own error code can name an earlier document's problem.
-    """
-    try:
-        reader = PdfReader(io.BytesIO(source), strict=False)
-        if reader.is_encrypted:
-            try:
-                opened = bool(reader.decrypt(""))
-            except Exception:  # a cipher pypdf cannot use: still a password-protected file
-                opened = False
-            if not opened:
-                return "encrypted_pdf"
-        return "no_pages" if len(reader.pages) == 0 else None
-    except Exception:  # unreadable for pypdf too: damaged
-        return None
-
-
 def page_geometries(source: bytes) -> list[PageGeometry]:
     """The visible area and rotation of every page.
 

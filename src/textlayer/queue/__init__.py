@@ -1,1 +1,1 @@
-"""Placeholder for the queue component (later issues)."""
+"""The work queue: the Celery app (configured from Settings), thin tasks, the job recipe, the reconciler."""

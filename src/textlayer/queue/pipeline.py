@@ -9,29 +9,26 @@ transaction, and only the holder of the job's lease may finish it.
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
+import dataclasses
+import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 from textlayer.conversion import DocumentConverter
-from textlayer.elements import PageText
-from textlayer.errors import InputDocumentError, OcrUnavailable, TextlayerError
+from textlayer.elements import PageRecord, PageText
+from textlayer.errors import InputDocumentError, TextlayerError
 from textlayer.index import SearchIndex
-from textlayer.sniff import document_kind
-from textlayer.store import BlobStore, Job, JobState, PageError, SqliteJobStore
+from textlayer.media.sniff import document_kind
+from textlayer.ocr import OcrOptions, PageReader, ocr_document
+from textlayer.store import SUCCEEDED_STATES, BlobStore, Job, JobState, PageError, SqliteJobStore
 from textlayer.store.names import display_name
-
-if TYPE_CHECKING:
-    from textlayer.conversion import EncodedPage
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +37,6 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 MAX_DOCUMENT_S = 3600.0
 """Wall clock for one run of one document."""
-
-
-class PageReader(Protocol):
-    """What reads a page: an OcrClient (or a SandboxPool on one machine)."""
-
-    def recognize(self, image: bytes, *, dpi: float | None = None, frame: int = 0) -> PageText:
-        """OCR one encoded page image."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -98,8 +87,6 @@ class Pipeline:
         Returns:
             The job id (also for a refused document: its status says why).
         """
-        import hashlib
-
         job = self.jobs.create(
             tenant,
             filename=display_name(filename),
@@ -178,51 +165,38 @@ class Pipeline:
             thread.join(timeout=5)
 
     def _run(self, tenant: str, job_id: str, owner: str) -> tuple[JobState, list[PageError]]:
-        started = time.monotonic()
         data = self.blobs.get(tenant, job_id, "input")
-        total = self.converter.inspect(data).pages
-        self.jobs.set_pages_total(job_id, owner, total)
-        done = set(self.blobs.pages(tenant, job_id))
-        page_errors: list[PageError] = []
+        done = {record.index: record for record in self._records(tenant, job_id, self.blobs.pages(tenant, job_id))}
 
-        def read(page: EncodedPage) -> None:
-            record = self._read_page(page)
-            self.blobs.put_page(tenant, job_id, page.index, json.dumps(record).encode())
-            self.jobs.page_done(job_id, owner, page.index)
+        def store(record: PageRecord) -> None:
+            self.blobs.put_page(tenant, job_id, record.index, record.to_json())
+            self.jobs.page_done(job_id, owner, record.index)
 
-        todo = [index for index in range(total) if index not in done]
-        with concurrent.futures.ThreadPoolExecutor(self.config.parallel_pages, thread_name_prefix="page") as pool:
-            pending: set[concurrent.futures.Future[None]] = set()
-            for page in self.converter.pages(data, todo):
-                # Bounded: never more than 2x parallel_pages rasterised pages in memory.
-                pending.add(pool.submit(read, page))
-                if len(pending) >= 2 * self.config.parallel_pages:
-                    finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-                    for future in finished:
-                        future.result()
-                self._check_time(started)
-            for future in concurrent.futures.as_completed(pending):
-                future.result()
-        self._check_time(started)
-        results: list[PageText | None] = []
-        with_text: list[int] = []
-        for index in range(total):
-            record = json.loads(self.blobs.get_page(tenant, job_id, index))
-            if record.get("has_text"):
-                with_text.append(index)
-            if record.get("error"):
-                page_errors.append(PageError(index, record["error"]["reason"], record["error"]["message"]))
-            results.append(PageText.from_dict(record["page"]) if record.get("page") else None)
-        if page_errors and len(page_errors) == total:
-            first = page_errors[0]
-            raise InputDocumentError(
-                f"No page could be read; page 1: {first.message}" if total > 1 else first.message, reason=first.reason
-            )
-        pdf = self.converter.build_pdf(data, results, with_text)
-        self.blobs.put(tenant, job_id, "output.pdf", pdf)
-        self.blobs.put(tenant, job_id, "text.txt", "\f".join(p.text if p else "" for p in results).encode())
-        self.index.put_document(tenant, job_id, results)
+        options = OcrOptions(
+            parallel_pages=self.config.parallel_pages,
+            ocr_wait_s=self.config.ocr_wait_s,
+            max_document_s=self.config.max_document_s,
+        )
+        result = ocr_document(
+            data,
+            self.converter,
+            self.reader,
+            options,
+            done=done,
+            on_total=lambda total: self.jobs.set_pages_total(job_id, owner, total),
+            on_page=store,
+        )
+        assert result.pdf is not None
+        page_errors = [
+            PageError(r.index, r.error_reason, r.error_message or "") for r in result.records if r.error_reason
+        ]
+        self.blobs.put(tenant, job_id, "output.pdf", result.pdf)
+        self.blobs.put(tenant, job_id, "text.txt", "\f".join(p.text if p else "" for p in result.pages).encode())
+        self.index.put_document(tenant, job_id, result.pages)
         return (JobState.SUCCEEDED_WITH_ERRORS if page_errors else JobState.SUCCEEDED), page_errors
+
+    def _records(self, tenant: str, job_id: str, indexes: Iterable[int]) -> list[PageRecord]:
+        return [PageRecord.from_json(self.blobs.get_page(tenant, job_id, index)) for index in indexes]
 
     def _reuse_earlier_result(self, job: Job, owner: str) -> tuple[JobState, list[PageError]] | None:
         """The same bytes as an earlier SUCCEEDED job of the tenant: copy its result instead of OCRing again."""
@@ -238,60 +212,16 @@ class Pipeline:
             return None  # the earlier result is gone (deleted meanwhile): OCR this one
         self.jobs.set_pages_total(job.id, owner, earlier.pages_total)
         results: list[PageText | None] = []
-        for index, raw in enumerate(pages):
-            record = json.loads(raw)
-            record["reused_from"] = earlier.id
-            self.blobs.put_page(job.tenant, job.id, index, json.dumps(record).encode())
-            self.jobs.page_done(job.id, owner, index)
-            results.append(PageText.from_dict(record["page"]) if record.get("page") else None)
+        for raw in pages:
+            record = dataclasses.replace(PageRecord.from_json(raw), reused_from=earlier.id)
+            self.blobs.put_page(job.tenant, job.id, record.index, record.to_json())
+            self.jobs.page_done(job.id, owner, record.index)
+            results.append(record.page)
         for name, data in outputs.items():
             self.blobs.put(job.tenant, job.id, name, data)
         self.index.put_document(job.tenant, job.id, results)
         log.info("job %s: the same document as job %s; its result was reused", job.id, earlier.id)
         return JobState.SUCCEEDED, []
-
-    def _check_time(self, started: float) -> None:
-        elapsed = time.monotonic() - started
-        if elapsed > self.config.max_document_s:
-            raise InputDocumentError(
-                f"The document took more than {self.config.max_document_s:g} s to process and was stopped "
-                f"after {elapsed:.0f} s; split it into smaller documents.",
-                reason="document_timeout",
-            )
-
-    def _read_page(self, page: EncodedPage) -> dict[str, Any]:
-        """OCR one page, waiting for the OCR servers when they are down; a failure stays on the page."""
-        record: dict[str, Any] = {
-            "index": page.index,
-            "has_text": page.has_text,
-            "blank": page.blank,
-            "page": None,
-            "error": None,
-        }
-        if page.data is None:
-            return record
-        waited_until = time.monotonic() + self.config.ocr_wait_s
-        delay_s = 0.5
-        while True:
-            try:
-                record["page"] = self.reader.recognize(page.data, dpi=page.dpi, frame=page.frame).to_dict()
-                return record
-            except InputDocumentError as exc:
-                record["error"] = {"reason": exc.reason, "message": exc.message}
-                return record
-            except OcrUnavailable as exc:
-                if time.monotonic() + delay_s > waited_until:
-                    record["error"] = {
-                        "reason": "ocr_unavailable",
-                        "message": f"No OCR server could read the page ({exc.message}).",
-                    }
-                    return record
-                log.warning("page %d: %s; retrying in %.1f s", page.index + 1, exc.message, delay_s)
-                time.sleep(delay_s)
-                delay_s = min(delay_s * 2, 30.0)
-            except TextlayerError as exc:
-                record["error"] = {"reason": exc.reason, "message": exc.message}
-                return record
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -307,13 +237,10 @@ class Pipeline:
                 job = self.jobs.get(job_id, tenant)
             except TextlayerError:
                 continue
-            if job.state not in (JobState.SUCCEEDED, JobState.SUCCEEDED_WITH_ERRORS) or not job.pages_total:
+            if job.state not in SUCCEEDED_STATES or not job.pages_total:
                 continue
-            pages = []
-            for index in range(job.pages_total):
-                record = json.loads(self.blobs.get_page(tenant, job_id, index))
-                pages.append(PageText.from_dict(record["page"]) if record.get("page") else None)
-            self.index.put_document(tenant, job_id, pages)
+            records = self._records(tenant, job_id, range(job.pages_total))
+            self.index.put_document(tenant, job_id, [record.page for record in records])
             count += 1
         return count
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from textlayer.config import Settings
 from textlayer.errors import TextlayerError
-from textlayer.queue.pipeline import PageReader, Pipeline, PipelineConfig
+from textlayer.ocr import PageReader
+from textlayer.queue.pipeline import Pipeline, PipelineConfig
 
 _PIPELINE: tuple[int, Pipeline] | None = None
 
@@ -19,14 +20,9 @@ def data_paths(data_dir: Path) -> dict[str, Path]:
         "index": data_dir / "index.db",
         "blobs": data_dir / "blobs",
         "redis": data_dir / "redis",
-        "ocr_socket": data_dir / "ocr.sock",
+        "ocr_socket": data_dir / "ocr.sock",  # = Settings.ocr_socket
         "logs": data_dir / "logs",
     }
-
-
-def ocr_servers(settings: Settings) -> str:
-    """``TEXTLAYER_OCR_SERVERS``, else the OCR server of ``textlayer up`` on this machine."""
-    return os.environ.get("TEXTLAYER_OCR_SERVERS") or f"unix:{data_paths(settings.data_dir)['ocr_socket']}"
 
 
 def broker_url(settings: Settings) -> str:
@@ -35,9 +31,9 @@ def broker_url(settings: Settings) -> str:
     Raises:
         TextlayerError: neither is there.
     """
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
-    from textlayer.queue.broker import EmbeddedRedis
+    if settings.redis_url:
+        return settings.redis_url
+    from textlayer.service.redis import EmbeddedRedis
 
     found = EmbeddedRedis.running_at(data_paths(settings.data_dir)["redis"])
     if found is None:
@@ -55,7 +51,7 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
     Its converter is jailed and starts on the first document this process runs, so building a
     pipeline only to submit jobs costs nothing.
     """
-    from textlayer.conversion import JailedConverter
+    from textlayer.conversion import JailedConverter, converter_policy, document_limits
     from textlayer.index import open_index
     from textlayer.store import BlobStore, SqliteJobStore
 
@@ -65,20 +61,19 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
         from textlayer.worker.client import OcrClient
 
         reader = OcrClient(
-            ocr_servers(settings), token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s)
+            settings.ocr_target(), token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s)
         )
-    test_hooks = os.environ.get("TEXTLAYER_TEST_HOOKS") == "1"
     return Pipeline(
         jobs=SqliteJobStore(paths["jobs"]),
         blobs=BlobStore(paths["blobs"]),
         index=open_index(paths["index"]),
         reader=reader,
-        converter=JailedConverter(settings.conversion_policy(), settings.document_limits()),
+        converter=JailedConverter(converter_policy(settings), document_limits(settings)),
         config=PipelineConfig(
             lease_s=float(settings.job_lease_s),
             max_upload_bytes=settings.max_upload_mib * 1024 * 1024,
             max_document_s=float(settings.max_document_s),
-            crash_on_filename=os.environ.get("TEXTLAYER_TEST_CRASH_ON_FILENAME") if test_hooks else None,
+            crash_on_filename=settings.crash_on_filename,
         ),
     )
 

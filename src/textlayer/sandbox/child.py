@@ -1,9 +1,9 @@
-"""``python -m textlayer.sandbox.child CONFIG``: build the jail, load the models, lock down, serve.
+"""``python -m textlayer.sandbox.child CONFIG``: build the jail, start the role, lock down, serve.
 
 Runs in the worker process the supervisor starts. The order is the whole point
 (design/SANDBOX.md §1): namespaces while single-threaded (only the standard library is imported
 until then), a private read-only root, rlimits, capabilities dropped and no_new_privs, then
-the trusted start-up (imports, model sessions, warm-up of every path), then lockdown (close
+the trusted start-up of the role the policy names (imports, models, warm-up of every path), then lockdown (close
 descriptors, Landlock, seccomp on all threads) and only then READY and untrusted bytes.
 
 Process tree with namespaces: launcher (host, mirrors the reaper's fate) -> reaper (PID 1 of
@@ -14,13 +14,14 @@ so the worker must not be PID 1 (SIGABRT would turn into SIGSEGV).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import mmap
 import os
 import signal
 import sys
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from textlayer.sandbox import landlock, namespaces, privileges, seccomp, syscalls
 from textlayer.sandbox.policy import SandboxPolicy
@@ -36,6 +37,9 @@ from textlayer.sandbox.protocol import (
     read_exactly,
     write_all,
 )
+
+if TYPE_CHECKING:  # imported by the role, after the namespaces exist
+    from textlayer.sandbox.handlers import Handlers
 
 MIB = 1024 * 1024
 
@@ -134,7 +138,7 @@ def _enter_namespaces(
     return dropped
 
 
-def _serve(fd: int, policy: SandboxPolicy, handlers: Any, buffer: mmap.mmap) -> NoReturn:
+def _serve(fd: int, policy: SandboxPolicy, handlers: Handlers, buffer: mmap.mmap) -> NoReturn:
     prefix = bytearray(PREFIX.size)
     header_buffer = bytearray(MAX_HEADER_BYTES)
     payload_view = memoryview(buffer)
@@ -161,32 +165,12 @@ def _serve(fd: int, policy: SandboxPolicy, handlers: Any, buffer: mmap.mmap) -> 
         write_all(fd, encode(reply_header, reply_payload))
 
 
-def _start_handlers(policy: SandboxPolicy, fd: int, timings: dict[str, float], mark: float) -> Any:
-    """Trusted start-up: imports, model sessions (OCR role) and the warm-up of every path."""
-    import cv2
-
-    cv2.setNumThreads(policy.threads)
+def _start_handlers(policy: SandboxPolicy, fd: int, timings: dict[str, float], mark: float) -> Handlers:
+    """Trusted start-up: import the role named by the policy and let it load and warm up."""
     write = lambda data: write_all(fd, data)  # noqa: E731 (fault injection writes raw frames)
-    if policy.role == "convert":
-        from textlayer.sandbox.convert_handlers import ConvertHandlers, warm_up_converter
-
-        timings["imports"] = time.monotonic() - mark
-        mark = time.monotonic()
-        converter = ConvertHandlers(policy, write)
-        warm_up_converter(converter)
-        timings["warm_up"] = time.monotonic() - mark
-        return converter
-    from textlayer.sandbox.handlers import Handlers, warm_up
-    from textlayer.worker.predictor import OcrPredictor
-
+    role = importlib.import_module(policy.role)
     timings["imports"] = time.monotonic() - mark
-    mark = time.monotonic()
-    predictor = OcrPredictor.load(policy.model, threads=policy.threads)
-    timings["models"] = time.monotonic() - mark
-    mark = time.monotonic()
-    handlers = Handlers(policy, predictor, write)
-    warm_up(handlers)
-    timings["warm_up"] = time.monotonic() - mark
+    handlers: Handlers = role.start(policy, write, timings)
     return handlers
 
 

@@ -25,7 +25,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
-import textlayer
 from textlayer.sandbox.deaths import DeathCause, classify, describe
 from textlayer.sandbox.policy import SandboxPolicy
 from textlayer.sandbox.protocol import PREFIX, ProtocolViolation, encode, parse_header, parse_prefix
@@ -47,21 +46,17 @@ WORKER_ENVIRONMENT = {
 _SCM_CREDENTIALS_SIZE = struct.calcsize("iII")
 
 
-def default_read_only_paths() -> list[str]:
-    """What a worker needs to see: the system libraries, the interpreter, the venv, the package, the models."""
+def default_read_only_paths(policy: SandboxPolicy) -> list[str]:
+    """What a worker needs to see: the system, the interpreter, the venv, this source tree, and its role's needs.
+
+    The role's needs are ``policy.read_only_paths`` and the install locations of ``policy.packages``.
+    """
     paths = {"/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/sys/devices/system/cpu"}
     # Not sys.path: the worker runs with -I and finds its modules from its own prefix; the
     # supervisor's script directory or cwd must not become visible.
-    paths.update({sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(textlayer.__file__).parent.parent)})
-    from textlayer.worker.manifest import default_manifest_path, load_manifest
-
-    paths.add(str(default_manifest_path().parent))
-    for spec in load_manifest().models.values():
-        try:
-            paths.add(str(spec.locate().parent))
-        except Exception:  # a missing model package is reported by the worker's own start-up
-            continue
-    for package in ("numpy", "cv2", "onnxruntime", "PIL", "pypdfium2", "pypdfium2_raw", "pypdf", "reportlab"):
+    paths.update({sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parents[2])})
+    paths.update(policy.read_only_paths)
+    for package in policy.packages:
         found = importlib.util.find_spec(package)
         if found is not None and found.submodule_search_locations:
             paths.update(str(Path(p).parent) for p in found.submodule_search_locations)

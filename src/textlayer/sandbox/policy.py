@@ -1,12 +1,15 @@
-"""SandboxPolicy: how jailed OCR workers are confined, as plain data with units and safe defaults."""
+"""SandboxPolicy: how jailed workers are confined, as plain data with units and safe defaults."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import re
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 LayerPolicy = Literal["require", "prefer"]
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,19 @@ class SandboxPolicy:
     what is missing and goes on. seccomp and no_new_privs are mandatory under both.
     """
 
-    role: Literal["ocr", "convert"] = "ocr"
-    """``ocr``: loads the models and reads page images; ``convert``: no models, parses documents."""
+    role: str = "textlayer.sandbox.handlers"
+    """Module the worker imports before lockdown; its ``start(policy, write, timings)`` returns the
+    request handlers (default: the null role, ``ping`` and test hooks only)."""
+    role_options: dict[str, Any] = field(default_factory=dict)
+    """Plain JSON values for the role (a model set, a pixel limit); the jail passes them on unread."""
+    read_only_paths: tuple[str, ...] = ()
+    """Absolute paths the role needs to see besides the system, the interpreter and the venv (models)."""
+    packages: tuple[str, ...] = ()
+    """Top-level packages the role imports; their install locations are bound read-only."""
     layers: LayerPolicy = "require"
     """Namespaces/Landlock: ``require`` fails closed without them, ``prefer`` reports and continues."""
     workers: int = 1
     """Long-lived jailed workers in a pool."""
-    model: str = "small"
-    """Model set loaded by each worker."""
     threads: int = 1
     """onnxruntime intra-op threads per model inside a worker."""
     deadline_s: float = 120.0
@@ -42,8 +50,6 @@ class SandboxPolicy:
     """Largest encoded page image sent into a worker."""
     max_reply_mib: int = 32
     """Largest reply accepted from a worker (its JSON word boxes); more is a protocol violation."""
-    max_pixels: int = 50_000_000
-    """Largest decoded page, in pixels; bigger images are refused inside the jail before decoding."""
     recycle_after_pages: int = 500
     """A worker is replaced after this many pages (bounds slow leaks and arena high-water marks)."""
     recycle_above_rss_mib: int = 2500
@@ -61,8 +67,8 @@ class SandboxPolicy:
 
     def __post_init__(self) -> None:
         """Refuse values that cannot work, with the field name in the message."""
-        if self.role not in ("ocr", "convert"):
-            raise ValueError(f"role must be 'ocr' or 'convert', not {self.role!r}")
+        if not _MODULE_NAME.fullmatch(self.role):
+            raise ValueError(f"role must be a dotted module name, not {self.role!r}")
         if self.layers not in ("require", "prefer"):
             raise ValueError(f"layers must be 'require' or 'prefer', not {self.layers!r}")
         for spec in fields(self):
@@ -87,4 +93,7 @@ class SandboxPolicy:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown sandbox policy fields: {sorted(unknown)}")
+        for name in ("read_only_paths", "packages"):
+            if name in raw:
+                raw[name] = tuple(raw[name])
         return cls(**raw)

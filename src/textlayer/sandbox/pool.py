@@ -1,4 +1,4 @@
-"""SandboxPool: the supervisor of long-lived jailed OCR workers.
+"""SandboxPool: the supervisor of long-lived jailed workers (any role).
 
 It starts each worker from one long-lived thread (the parent-death signal follows the *thread*
 that spawned a child), routes a page only to a worker verified from the outside, enforces a
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
 from textlayer.sandbox.deaths import DeathCause
 from textlayer.sandbox.launcher import JailedWorker, Spawner, WorkerDied, default_read_only_paths
@@ -36,28 +35,6 @@ POISON_STRIKES = 2
 """A page that killed this many workers is refused."""
 
 
-def parse_page_reply(header: dict[str, Any], payload: bytes) -> PageText:
-    """Turn a worker's reply to ``ocr`` into a PageText or the error it reports; the reply is untrusted.
-
-    Raises:
-        InputDocumentError: the worker refused the image (the reason code comes with it).
-        SandboxError: the OCR failed inside the worker.
-        SandboxCrashed: the reply is malformed (``reason="protocol"``).
-    """
-    if not header.get("ok"):
-        kind, message = header.get("error"), str(header.get("message", "unknown error"))[:2000]
-        if kind in ("input", "memory"):
-            raise InputDocumentError(message, reason=str(header.get("reason", "bad_input"))[:64])
-        raise SandboxError(f"OCR failed inside the sandbox: {message}", reason="ocr_failed")
-    try:
-        page = PageText.from_dict(json.loads(payload))
-        if page.rotation not in (0, 90, 180, 270) or page.width < 1 or page.height < 1:
-            raise ValueError("impossible page geometry")
-    except Exception as exc:  # anything malformed is a protocol violation
-        raise SandboxCrashed(f"a sandbox worker sent a malformed page result ({exc})", reason="protocol") from exc
-    return page
-
-
 T = TypeVar("T")
 
 
@@ -66,7 +43,7 @@ def _raw(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]
 
 
 class SandboxPool:
-    """N long-lived jailed OCR workers behind one blocking ``recognize`` call (thread-safe).
+    """N long-lived jailed workers behind one blocking :meth:`call_parsed` (thread-safe).
 
     Use as a context manager, or call :meth:`start` and :meth:`close`.
     """
@@ -83,7 +60,7 @@ class SandboxPool:
 
         Args:
             policy: confinement and limits (safe defaults).
-            read_only_paths: what workers may see (default: interpreter, venv, package, models).
+            read_only_paths: what workers may see (default: :func:`default_read_only_paths`).
             quarantine_dir: where pages that triggered a seccomp kill are kept for analysis.
             inject_faults: tests and benchmarks only, with ``policy.test_hooks``: ``no_seccomp``
                 (a worker without its filter, which verification must refuse), ``no_namespaces``
@@ -131,7 +108,7 @@ class SandboxPool:
             SandboxError: a worker could not start or failed verification (fail closed).
         """
         if self._paths is None:
-            self._paths = default_read_only_paths()
+            self._paths = default_read_only_paths(self.policy)
         self._spawner = Spawner()
         workers = [self._launch() for _ in range(self.policy.workers)]
         failures = []
@@ -348,19 +325,6 @@ class SandboxPool:
             self._release(worker, recycle=reply[0].get("error") == "memory")
             return parsed
         raise AssertionError("unreachable")
-
-    def recognize(
-        self, image: bytes, *, dpi: float | None = None, frame: int = 0, deadline_s: float | None = None
-    ) -> PageText:
-        """OCR one encoded page image (PNG, JPEG or TIFF bytes, decoded inside the jail).
-
-        Raises:
-            InputDocumentError: the image is unreadable, too large, or a poison page.
-            SandboxTimeout, SandboxCrashed, SandboxError: see :meth:`call`.
-        """
-        return self.call_parsed(
-            {"op": "ocr", "dpi": dpi, "frame": frame}, image, parse_page_reply, deadline_s=deadline_s
-        )
 
     def _release(self, worker: JailedWorker, *, recycle: bool) -> None:
         rss = resident_mib(worker.pid) if worker.pid else 0.0

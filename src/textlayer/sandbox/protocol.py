@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
+
+from textlayer.errors import InputDocumentError, TextlayerError
 
 PREFIX = struct.Struct("<II")
 """Total length (header + payload) and header length, little-endian."""
@@ -77,3 +80,21 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def raise_for_error_reply(header: dict[str, Any], failure: Callable[[str], TextlayerError]) -> None:
+    """Turn an error reply (untrusted, from :class:`~textlayer.sandbox.handlers.Handlers`) into an exception.
+
+    The input's own faults (``input``, ``memory``) keep their reason code; anything else becomes
+    ``failure(message)``, which each role words for its callers.
+
+    Raises:
+        InputDocumentError: the worker refused the input.
+        TextlayerError: what ``failure`` returns, for every other error.
+    """
+    if header.get("ok"):
+        return
+    message = str(header.get("message", "unknown error"))[:2000]
+    if header.get("error") in ("input", "memory"):
+        raise InputDocumentError(message, reason=str(header.get("reason", "bad_input"))[:64])
+    raise failure(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textlayer.store.blobs import BLOB_NAMES, BlobError, BlobStore
 from textlayer.store.jobs import (
+    SUCCEEDED_STATES,
     TERMINAL_STATES,
     TOO_MANY_ATTEMPTS,
     Job,
@@ -26,6 +27,7 @@ __all__ = [
     "JobStoreError",
     "PageError",
     "SqliteJobStore",
+    "SUCCEEDED_STATES",
     "TERMINAL_STATES",
     "TOO_MANY_ATTEMPTS",
 ]

@@ -21,16 +21,15 @@ power cut. A crash may leave a ``.*.tmp`` file behind, which no listing shows.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from textlayer.errors import TextlayerError
+from textlayer.files import fsync_dir, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -81,53 +80,6 @@ def _check_page(page: object) -> int:
 
 def _page_name(page: int) -> str:
     return f"{page:05d}.json"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the folder's entries (a rename, a new file or subfolder) durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(folder: Path) -> None:
-    """Create ``folder`` and missing parents, fsyncing each new entry's parent so the folder survives a crash."""
-    missing: list[Path] = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir()
-        except FileExistsError:
-            # Another writer created it first; it still needs no fsync from us, but being a
-            # file instead of a folder is an error that the open() below reports.
-            continue
-        _fsync_dir(path.parent)
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    _make_dirs(target.parent)
-    # The temp name starts with a dot, which no valid id or blob name does, so it can never
-    # collide with a blob or be listed as one.
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temp.replace(target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_dir(target.parent)
 
 
 class BlobStore:
@@ -186,7 +138,7 @@ class BlobStore:
 
     def _put(self, target: Path, data: bytes) -> Path:
         try:
-            _write_atomic(target, bytes(data))
+            write_atomically(target, bytes(data))
         except OSError as exc:
             raise BlobError(f"cannot store {target}: {exc}", reason="blob_write_failed") from exc
         log.debug("stored %d bytes in %s", len(data), target)
@@ -326,7 +278,7 @@ class BlobStore:
             raise BlobError(f"cannot delete job {job_id!r}: {exc}", reason="blob_delete_failed") from exc
         try:
             shutil.rmtree(doomed)
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
         except OSError as exc:
             raise BlobError(f"cannot delete job {job_id!r}: {exc}", reason="blob_delete_failed") from exc
         log.debug("deleted %s", folder)

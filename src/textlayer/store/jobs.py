@@ -41,7 +41,10 @@ class JobState(StrEnum):
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.SUCCEEDED_WITH_ERRORS, JobState.FAILED})
+SUCCEEDED_STATES: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.SUCCEEDED_WITH_ERRORS})
+"""Finished with a result (a PDF, text and index rows)."""
+
+TERMINAL_STATES: frozenset[JobState] = SUCCEEDED_STATES | {JobState.FAILED}
 """States a job never leaves."""
 
 

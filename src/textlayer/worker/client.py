@@ -21,7 +21,7 @@ import grpc
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, ModelError, OcrUnavailable, TextlayerError
 from textlayer.rpc.v1 import ocr_pb2, ocr_pb2_grpc
-from textlayer.worker import convert
+from textlayer.worker import messages
 from textlayer.worker.server import REASON_KEY, SERVICE_NAME, grpc_options
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class OcrClient:
         except grpc.RpcError as exc:
             raise _mapped(exc) from exc
         try:
-            return convert.page_from_proto(result)
+            return messages.page_from_proto(result)
         except ValueError as exc:
             raise TextlayerError(f"an OCR server sent a malformed result ({exc})", reason="ocr_failed") from exc
 

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textlayer.config import DEFAULT_MODEL_SET
 from textlayer.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL_SET = "small"
-"""PP-OCRv6 small: the lowest error on the real scans we measured (README.md)."""
 
 _MANIFEST_NAME = "manifest.toml"
 

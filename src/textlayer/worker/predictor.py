@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from textlayer.config import DEFAULT_MODEL_SET
 from textlayer.elements import Line, PageText, Quad, Word
 from textlayer.worker import detection, layout, orientation, recognition
 from textlayer.worker.engine import EngineConfig, OnnxEngine
-from textlayer.worker.manifest import DEFAULT_MODEL_SET, ModelSpec, load_manifest, read_verified
+from textlayer.worker.manifest import ModelSpec, load_manifest, read_verified
 from textlayer.worker.words import ink_mask, place_words
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, SandboxError, TextlayerError
 from textlayer.rpc.v1 import ocr_pb2, ocr_pb2_grpc
-from textlayer.worker import convert
+from textlayer.worker import messages
 from textlayer.worker.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             self._in_flight -= 1
             self._metrics.set_queue_depth(max(self._in_flight - self._config.workers, 0))
         log.info("page %s: %d lines from %d bytes", request.request_id or "-", len(page.lines), len(request.image))
-        return convert.page_to_proto(page, request_id=request.request_id, server=self.name)
+        return messages.page_to_proto(page, request_id=request.request_id, server=self.name)
 
     def close(self) -> None:
         """Stop the call threads."""

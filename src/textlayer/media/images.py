@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from textlayer.errors import InputDocumentError
-from textlayer.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
-from textlayer.sniff import sniff_image_format
+from textlayer.media.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
+from textlayer.media.sniff import sniff_image_format
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ``textlayer`` command line."""
+"""The ``textlayer`` command line: the parser, ``main``, and the commands ocr, ocr-server, sandbox and models."""
 
 from __future__ import annotations
 
@@ -12,15 +12,18 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textlayer import __version__
+from textlayer.cli.jobs import add_job_commands
+from textlayer.cli.settings import settings_for
 from textlayer.config import Settings
 from textlayer.errors import InputDocumentError, SandboxCrashed, TextlayerError
 
 if TYPE_CHECKING:
-    from textlayer.conversion import EncodedPage
-    from textlayer.elements import PageText
+    from textlayer.conversion import DocumentConverter
+    from textlayer.elements import PageRecord
+    from textlayer.ocr import PageReader
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(handler=_cmd_ocr_server)
 
-    from textlayer.cli_jobs import add_job_commands
-
-    add_job_commands(commands, _settings_for)
+    add_job_commands(commands)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -167,33 +168,18 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_for(args: argparse.Namespace) -> Settings:
-    try:
-        base = Settings.from_env(os.environ)
-    except ValueError as exc:
-        raise TextlayerError(f"bad setting: {exc}") from exc
-    overrides = {
-        "model": getattr(args, "model", None),
-        "pdf_dpi": getattr(args, "dpi", None),
-        "max_pixels": getattr(args, "max_pixels", None),
-        "threads": getattr(args, "threads", None),
-    }
-    if getattr(args, "data_dir", None) is not None:
-        overrides["data_dir"] = args.data_dir.resolve()
-    values = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
-    return Settings(**values)
-
-
 def _cmd_ocr(args: argparse.Namespace) -> int:
     # Imported here so that `textlayer --help` stays instant.
     from tqdm import tqdm
 
     from textlayer import formats
+    from textlayer.files import write_atomically
+    from textlayer.ocr import OcrOptions, ocr_document
 
     if not args.verbose:
         # A one-shot command says what went wrong in its one error line; the pool's retries are detail.
         logging.getLogger("textlayer.sandbox").setLevel(logging.ERROR)
-    settings = _settings_for(args)
+    settings = settings_for(args)
     output_format = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "text")
     if output_format == "pdf" and args.output is None:
         raise TextlayerError("--format pdf needs -o OUTPUT.pdf (a PDF is not written to a terminal)")
@@ -209,53 +195,69 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
             "(or raise TEXTLAYER_MAX_UPLOAD_MIB).",
             reason="file_too_large",
         )
-    pages: list[PageText | None] = []
-    pages_with_text: list[int] = []
-    with _converter(args, settings) as converter:
-        total = converter.inspect(data).pages
-        with (
-            _page_reader(args, settings, converter.pages(data, range(total), force_ocr=args.force_ocr)) as reader,
-            tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr) as bar,
-        ):
-            for page, result in reader:
-                if page.has_text:
-                    pages_with_text.append(page.index)
-                if page.has_text and result is None:
-                    print(
-                        f"textlayer: page {page.index + 1} already has text; skipped (--force-ocr to OCR it)",
-                        file=sys.stderr,
-                    )
-                elif result is None:
-                    log.info("page %d is blank; nothing to read", page.index + 1)
-                else:
-                    log.info(
-                        "page %d: %d lines, rotation %d, %s",
-                        page.index + 1,
-                        len(result.lines),
-                        result.rotation,
-                        {k: round(v, 2) for k, v in result.timings_s.items()},
-                    )
-                pages.append(result)
-                bar.update(1)
-        if output_format == "pdf":
-            output: str | bytes = converter.build_pdf(data, pages, pages_with_text)
+    bars: list[tqdm[None]] = []
+
+    def report(record: PageRecord) -> None:
+        if record.has_text and record.page is None:
+            print(
+                f"textlayer: page {record.index + 1} already has text; skipped (--force-ocr to OCR it)", file=sys.stderr
+            )
+        elif record.error_reason:
+            print(
+                f"textlayer: page {record.index + 1}: {record.error_message} [{record.error_reason}]", file=sys.stderr
+            )
+        elif record.page is None:
+            log.info("page %d is blank; nothing to read", record.index + 1)
         else:
-            render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
-            output = render(pages)
+            log.info(
+                "page %d: %d lines, rotation %d, %s",
+                record.index + 1,
+                len(record.page.lines),
+                record.page.rotation,
+                {k: round(v, 2) for k, v in record.page.timings_s.items()},
+            )
+        bars[0].update(1)
+
+    with contextlib.ExitStack() as stack:
+        converter = stack.enter_context(_converter(args, settings))
+        reader = stack.enter_context(_page_reader(args, settings))
+
+        def start_bar(total: int) -> None:
+            bars.append(
+                stack.enter_context(
+                    tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr)
+                )
+            )
+
+        result = ocr_document(
+            data,
+            converter,
+            reader,
+            OcrOptions(force_ocr=args.force_ocr),
+            on_total=start_bar,
+            on_page=report,
+            build_pdf=output_format == "pdf",
+        )
+    if output_format == "pdf":
+        assert result.pdf is not None
+        output: str | bytes = result.pdf
+    else:
+        render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
+        output = render(result.pages)
     if args.sidecar is not None:
-        _write_atomically(args.sidecar, formats.to_text(pages))
+        write_atomically(args.sidecar, formats.to_text(result.pages), private=False)
     if args.output is None:
         sys.stdout.write(str(output))
     else:
-        _write_atomically(args.output, output)
+        write_atomically(args.output, output, private=False)
     return 0
 
 
-def _converter(args: argparse.Namespace, settings: Settings) -> Any:
+def _converter(args: argparse.Namespace, settings: Settings) -> contextlib.AbstractContextManager[DocumentConverter]:
     """Where the document is parsed: a jailed converter, or this process with --no-sandbox."""
-    from textlayer.conversion import InProcessConverter, JailedConverter
+    from textlayer.conversion import InProcessConverter, JailedConverter, converter_policy, document_limits
 
-    limits = dataclasses.replace(settings.document_limits(), invalidate_signature=args.invalidate_signature)
+    limits = dataclasses.replace(document_limits(settings), invalidate_signature=args.invalidate_signature)
     if args.no_sandbox:
         print(
             "textlayer: warning: --no-sandbox: the document is decoded and OCRed in this process, outside the jail; "
@@ -263,15 +265,12 @@ def _converter(args: argparse.Namespace, settings: Settings) -> Any:
             file=sys.stderr,
         )
         return contextlib.nullcontext(InProcessConverter(limits))
-    return JailedConverter(settings.conversion_policy(), limits)
-
-
-PageResults = Iterator[tuple["EncodedPage", "PageText | None"]]
+    return JailedConverter(converter_policy(settings), limits)
 
 
 @contextlib.contextmanager
-def _page_reader(args: argparse.Namespace, settings: Settings, pages: Iterator[EncodedPage]) -> Iterator[PageResults]:
-    """(page, OCR result or None) for each page: None for pages that need no OCR (text, blank)."""
+def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageReader]:
+    """What OCRs the pages: the OCR servers (--server), this process (--no-sandbox), or jailed workers."""
     if args.server:
         from textlayer.worker.client import OcrClient
 
@@ -280,36 +279,32 @@ def _page_reader(args: argparse.Namespace, settings: Settings, pages: Iterator[E
         except ValueError as exc:
             raise TextlayerError(str(exc)) from exc
         with client:
-            yield ((p, None if p.data is None else client.recognize(p.data, dpi=p.dpi, frame=p.frame)) for p in pages)
+            yield client
         return
     if args.no_sandbox:
-        from textlayer.worker.decode import decode_image
+        from textlayer.worker.ocr_role import InProcessReader
         from textlayer.worker.predictor import OcrPredictor
 
-        predictor = OcrPredictor.load(settings.model, threads=settings.threads)
-
-        def read(page: EncodedPage) -> PageText | None:
-            if page.data is None:
-                return None
-            image = decode_image(page.data, max_pixels=settings.max_pixels, frame=page.frame)[0]
-            return predictor.recognize(image.image, dpi=page.dpi or image.dpi)
-
-        yield ((p, read(p)) for p in pages)
+        yield InProcessReader(
+            OcrPredictor.load(settings.model, threads=settings.threads), max_pixels=settings.max_pixels
+        )
         return
     from textlayer.sandbox import SandboxPool
+    from textlayer.worker.jailed import JailedReader, ocr_policy
 
-    with SandboxPool(settings.sandbox_policy()) as pool:
-        yield ((p, None if p.data is None else pool.recognize(p.data, dpi=p.dpi, frame=p.frame)) for p in pages)
+    with SandboxPool(ocr_policy(settings)) as pool:
+        yield JailedReader(pool)
 
 
 def _cmd_ocr_server(args: argparse.Namespace) -> int:
     import asyncio
 
     from textlayer.sandbox import SandboxPool
+    from textlayer.worker.jailed import JailedReader, ocr_policy
     from textlayer.worker.server import ServerConfig, TlsFiles, serve
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    settings = _settings_for(args)
+    settings = settings_for(args)
     if args.workers < 1 or args.queue < 0:
         raise TextlayerError("--workers must be at least 1 and --queue at least 0")
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -333,18 +328,19 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
         token=token,
         model=settings.model,
     )
-    with SandboxPool(settings.sandbox_policy(workers=args.workers)) as pool:
-        asyncio.run(serve(pool, config))
+    with SandboxPool(ocr_policy(settings, workers=args.workers)) as pool:
+        asyncio.run(serve(JailedReader(pool), config))
     return 0
 
 
 def _cmd_sandbox_check(args: argparse.Namespace) -> int:
     from textlayer.sandbox import SandboxPool, landlock, probes
+    from textlayer.worker.jailed import ocr_policy
 
-    settings = _settings_for(args)
+    settings = settings_for(args)
     print(f"kernel {os.uname().release} {os.uname().machine}; running as uid {os.geteuid()}")
     print(f"Landlock ABI {landlock.abi_version() or 'unavailable'}; layer policy: {settings.sandbox_layers}")
-    with SandboxPool(settings.sandbox_policy(test_hooks=args.escape_suite)) as pool:
+    with SandboxPool(ocr_policy(settings, test_hooks=args.escape_suite)) as pool:
         (worker,) = pool.live_workers
         print(f"worker pid {worker.pid}: verified from /proc (Seccomp 2, NoNewPrivs 1, CapEff 0 on every thread)")
         for layer, value in sorted(pool.layers.items()):
@@ -367,23 +363,6 @@ def _cmd_sandbox_check(args: argparse.Namespace) -> int:
                 print(f"  {name:14} {outcome}")
         print("all probes blocked" if not escaped else f"{escaped} probe(s) ESCAPED")
         return 0 if not escaped else 4
-
-
-def _write_atomically(path: Path, content: str | bytes) -> None:
-    """Write via a temporary file + rename, so a failure never leaves half a file."""
-    directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -1,24 +1,25 @@
-"""Split an input document (image or PDF) into page images; the only pypdfium2 import.
+"""Split an input document (image or PDF) into page images and check it; the only pypdfium2 import.
 
 Everything here parses untrusted bytes, so it runs inside a jailed converter
-(sandbox/convert_handlers.py), or in-process only with ``textlayer ocr --no-sandbox``.
+(textlayer.conversion.converter_role), or in-process only with ``textlayer ocr --no-sandbox``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pypdfium2 as pdfium
+from pypdf import PdfReader
 
-from textlayer.conversion import EncodedPage, Inspection
 from textlayer.errors import InputDocumentError
-from textlayer.limits import DEFAULT_MAX_FRAMES, DocumentLimits
-from textlayer.pdf_overlay.merge import why_unopenable
-from textlayer.sniff import document_kind
-from textlayer.worker.decode import count_frames, encode_png, iter_decoded
+from textlayer.media.images import count_frames, encode_png, iter_decoded
+from textlayer.media.limits import DEFAULT_MAX_FRAMES, DocumentLimits
+from textlayer.media.pages import EncodedPage, Inspection
+from textlayer.media.sniff import document_kind
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +198,23 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, fo
     if image.ndim == 3:
         image = image[:, :, 0] if image.shape[2] == 1 else np.ascontiguousarray(image[:, :, :3])
     return _Rendered(index, image, dpi, has_text=has_text)
+
+
+def why_unopenable(source: bytes) -> str | None:
+    """Pypdf's opinion of a PDF that PDFium refused: ``encrypted_pdf``, ``no_pages`` or None (damaged).
+
+    PDFium keeps its last error process-wide and refuses an empty page tree (``/Count 0``)
+    without setting one, so its own error code can name an earlier document's problem.
+    """
+    try:
+        reader = PdfReader(io.BytesIO(source), strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = bool(reader.decrypt(""))
+            except Exception:  # a cipher pypdf cannot use: still a password-protected file
+                opened = False
+            if not opened:
+                return "encrypted_pdf"
+        return "no_pages" if len(reader.pages) == 0 else None
+    except Exception:  # unreadable for pypdf too: damaged
+        return None

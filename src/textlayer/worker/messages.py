@@ -1,4 +1,4 @@
-"""PageText <-> protobuf messages (pure; the generated code is the only protobuf import)."""
+"""Mapping between PageText and its protobuf messages (the gRPC wire format of the OCR service)."""
 
 from __future__ import annotations
 

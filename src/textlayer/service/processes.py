@@ -1,0 +1,70 @@
+"""One child process of ``textlayer up`` (the OCR server, the Celery worker): start, watch, stop, log file."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+class ChildProcess:
+    """A command run with its output appended to a log file; restartable (see :class:`Supervisor`)."""
+
+    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        """Describe the child; :meth:`start` runs it."""
+        self.name = name
+        self.command = list(command)
+        self.env = dict(env)
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid, else None."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
+    def start(self) -> None:
+        """Run the command (its stdout and stderr go to the log file)."""
+        if self._log_file is None:
+            self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=self._log_file
+        )
+        log.info("%s started (pid %d), log %s", self.name, self._process.pid, self.log_path)
+
+    restart = start
+
+    def exit_cause(self) -> str | None:
+        """Why the process is not running, or None while it runs."""
+        if self._process is None:
+            return "it was never started"
+        code = self._process.poll()
+        if code is None:
+            return None
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM: Celery's warm shutdown, the OCR server's drain)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout_s: float) -> None:
+        """Terminate, wait up to ``timeout_s``, then kill; close the log file."""
+        if self._process is not None:
+            self.terminate()
+            try:
+                self._process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", self.name, timeout_s)
+                self._process.kill()
+                self._process.wait()
+            log.info("%s stopped", self.name)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
