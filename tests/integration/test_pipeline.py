@@ -270,11 +270,11 @@ def test_reindex_rebuilds_the_index_from_the_blob_store(service):
 def test_a_document_past_its_wall_time_fails_with_document_timeout(tmp_path):
     """The pipeline in this process, over a real jailed converter and a real jailed OCR pool."""
     from textlayer.conversion import JailedConverter, converter_policy, document_limits
-    from textlayer.worker.jailed import JailedReader, ocr_policy
     from textlayer.index import open_index
     from textlayer.queue.pipeline import Pipeline, PipelineConfig
     from textlayer.sandbox import SandboxPool
     from textlayer.store import BlobStore, SqliteJobStore
+    from textlayer.worker.jailed import JailedReader, ocr_policy
 
     settings = Settings(sandbox_layers=LAYERS)
     pages = [make_page(kind, dpi=100) for kind in ("fonts", "table", "receipt")]

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from tests.pages import make_page, page_to_jpeg, page_to_png, rotate_page
+from textlayer.config import Settings
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
 from textlayer.sandbox import DeathCause, SandboxPolicy, SandboxPool, probes
-from textlayer.config import Settings
 from textlayer.sandbox.launcher import JailedWorker, default_read_only_paths
-from textlayer.worker.jailed import JailedReader, ocr_policy, parse_page_reply
 from textlayer.sandbox.protocol import EXIT_PROTOCOL, PREFIX
 from textlayer.sandbox.verify import verify_worker
+from textlayer.worker.jailed import JailedReader, ocr_policy, parse_page_reply
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.onnx]
 

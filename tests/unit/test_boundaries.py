@@ -85,14 +85,22 @@ def test_every_module_belongs_to_a_component():
 @pytest.mark.parametrize(
     ("module", "source", "expected"),
     [
-        ("textlayer.media.images", "from textlayer.worker.predictor import OcrPredictor", "media must not import engine"),
+        (
+            "textlayer.media.images",
+            "from textlayer.worker.predictor import OcrPredictor",
+            "media must not import engine",
+        ),
         ("textlayer.sandbox.pool", "from textlayer.elements import PageText", None),
         ("textlayer.sandbox.pool", "from textlayer.worker import jailed", "jail must not import ocr_service"),
         ("textlayer.sandbox.pool", "import textlayer.conversion.wire", "jail must not import conversion"),
         ("textlayer.worker.detection", "from textlayer.queue.app import app", "engine must not import queue"),
         ("textlayer.pdf_overlay.build", "from ..worker import predictor", "pdf must not import engine"),
         ("textlayer.store.jobs", "from celery import Celery", "store must not import celery"),
-        ("textlayer.index.base", "def f():\n    from textlayer.worker import predictor", "index must not import engine"),
+        (
+            "textlayer.index.base",
+            "def f():\n    from textlayer.worker import predictor",
+            "index must not import engine",
+        ),
         ("textlayer.config", "from textlayer.sandbox.policy import SandboxPolicy", "plain must not import jail"),
         ("textlayer.queue.tasks", "from textlayer.store import BlobStore", None),
     ],
@@ -120,5 +128,7 @@ def test_the_rule_engine_finds_cycles():
         "textlayer.store": ("", True),
     }
     cycles = [str(v) for v in import_rules.check(tree) if "cycle" in v.why]
-    assert cycles == ["textlayer.store.c imports textlayer.store.a: import cycle "
-                      "textlayer.store.a -> textlayer.store.b -> textlayer.store.c -> textlayer.store.a"]
+    assert cycles == [
+        "textlayer.store.c imports textlayer.store.a: import cycle "
+        "textlayer.store.a -> textlayer.store.b -> textlayer.store.c -> textlayer.store.a"
+    ]
