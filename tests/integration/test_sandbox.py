@@ -67,7 +67,9 @@ def _statuses(pid: int) -> list[dict[str, str]]:
 
 
 def _ping(pool: SandboxPool) -> None:
-    header, _ = pool.call({"op": "ping"})
+    # The wait for a replacement worker (models, warm-up) may outlast a fault pool's 3 s page deadline
+    # on a loaded machine; each request keeps the policy's deadline.
+    header, _ = pool.call({"op": "ping"}, deadline_s=60)
     assert header["ok"] is True
 
 
