@@ -3,13 +3,15 @@
 Plain data: imports no component (the document limits' defaults are plain data too). The
 command line and the Celery app build one with :meth:`Settings.from_env`; nothing else reads
 the environment for a setting, and nothing writes it (children get :meth:`Settings.to_env`).
+Each field names its variable (and the least value it accepts) in its metadata.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from textlayer.media.limits import DEFAULT_DPI, DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 
@@ -20,14 +22,15 @@ error on the real scans we measured, README.md)."""
 DEFAULT_TENANT = "default"
 """Whose documents, when the command line does not say."""
 
-DEFAULT_SANDBOX_MEMORY_MIB = 6144
-"""Address space of a jailed OCR worker: model sessions, thread stacks, the largest page."""
+LAYER_CHOICES = ("require", "prefer")
+"""Values of ``TEXTLAYER_SANDBOX_LAYERS``."""
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _env(name: str, minimum: int = 1) -> dict[str, Any]:
+    return {"env": name, "minimum": minimum}
+
+
+def _int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -35,13 +38,6 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value < minimum:
         raise ValueError(f"{name}={value} must be at least {minimum}")
     return value
-
-
-def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = environ.get(name) or choices[0]
-    if raw not in choices:
-        raise ValueError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-    return raw
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -56,46 +52,50 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 class Settings:
     """Everything configurable, with safe defaults."""
 
-    model: str = DEFAULT_MODEL_SET
+    model: str = field(default=DEFAULT_MODEL_SET, metadata=_env("TEXTLAYER_MODEL"))
     """Model set from models_onnx/manifest.toml (``small`` or ``tiny``)."""
-    threads: int = 1
+    threads: int = field(default=1, metadata=_env("TEXTLAYER_OCR_THREADS"))
     """onnxruntime intra-op threads per model (1 per process is best on shared machines)."""
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_env("TEXTLAYER_MAX_PIXELS"))
     """Largest page accepted, in pixels."""
-    max_pages: int = DEFAULT_MAX_PAGES
+    max_pages: int = field(default=DEFAULT_MAX_PAGES, metadata=_env("TEXTLAYER_MAX_PAGES"))
     """Most pages accepted per document."""
-    pdf_dpi: int = DEFAULT_DPI
+    pdf_dpi: int = field(default=DEFAULT_DPI, metadata=_env("TEXTLAYER_PDF_DPI", minimum=36))
     """Resolution PDF pages are rasterised at."""
-
-    data_dir: Path = field(default_factory=lambda: default_data_dir({}))
-    """All local state (sockets, databases, blobs, logs); ``TEXTLAYER_DATA_DIR``."""
-    ocr_token: str | None = field(default=None, repr=False)
-    """Bearer token between OCR clients and servers; ``TEXTLAYER_OCR_TOKEN``."""
-    job_lease_s: int = 60
+    data_dir: Path = field(default_factory=lambda: default_data_dir({}), metadata=_env("TEXTLAYER_DATA_DIR"))
+    """All local state (sockets, databases, blobs, logs); default: see :func:`default_data_dir`."""
+    ocr_token: str | None = field(default=None, repr=False, metadata=_env("TEXTLAYER_OCR_TOKEN"))
+    """Bearer token between OCR clients and servers."""
+    job_lease_s: int = field(default=60, metadata=_env("TEXTLAYER_JOB_LEASE_S", minimum=2))
     """Lease of a running job; a job whose worker died is taken over after it expires."""
-    sandbox_layers: str = "require"
+    sandbox_layers: str = field(default="require", metadata=_env("TEXTLAYER_SANDBOX_LAYERS"))
     """``require``: refuse to run without namespaces; ``prefer``: report and go on (containers)."""
-    sandbox_deadline_s: int = 120
+    sandbox_deadline_s: int = field(default=120, metadata=_env("TEXTLAYER_SANDBOX_DEADLINE_S"))
     """Wall clock for one page inside the jail."""
-    sandbox_memory_mib: int = DEFAULT_SANDBOX_MEMORY_MIB
-    """Address-space limit of a jailed worker."""
-    convert_memory_mib: int = 2048
+    sandbox_memory_mib: int = field(default=6144, metadata=_env("TEXTLAYER_SANDBOX_MEMORY_MIB", minimum=512))
+    """Address-space limit of a jailed OCR worker: model sessions, thread stacks, the largest page."""
+    convert_memory_mib: int = field(default=2048, metadata=_env("TEXTLAYER_CONVERT_MEMORY_MIB", minimum=512))
     """Address-space limit of a jailed document converter (decompression bombs die against it)."""
-    convert_deadline_s: int = 300
+    convert_deadline_s: int = field(default=300, metadata=_env("TEXTLAYER_CONVERT_DEADLINE_S"))
     """Wall clock for one converter request (inspect, a batch of pages, or building the PDF)."""
-    max_upload_mib: int = 100
+    max_upload_mib: int = field(default=100, metadata=_env("TEXTLAYER_MAX_UPLOAD_MIB"))
     """Largest document accepted, in MiB; larger ones are refused before they are stored."""
-    max_document_s: int = 3600
+    max_document_s: int = field(default=3600, metadata=_env("TEXTLAYER_MAX_DOCUMENT_S"))
     """Wall clock for one document's whole run; past it the job fails (``document_timeout``)."""
-    redis_url: str | None = None
-    """The broker (``REDIS_URL``); None: the embedded Redis of ``textlayer up`` in the data directory."""
-    ocr_servers: str | None = None
-    """OCR servers (``TEXTLAYER_OCR_SERVERS``); None: the OCR server of ``textlayer up`` on this machine."""
-    tenant: str = DEFAULT_TENANT
-    """Default tenant of the command line (``TEXTLAYER_TENANT``)."""
-    crash_on_filename: str | None = None
-    """Tests only (``TEXTLAYER_TEST_HOOKS=1`` and ``TEXTLAYER_TEST_CRASH_ON_FILENAME``): SIGKILL the
-    process that runs a job with this file name (a poison document)."""
+    redis_url: str | None = field(default=None, metadata=_env("REDIS_URL"))
+    """The broker; None: the embedded Redis of ``textlayer up`` in the data directory."""
+    ocr_servers: str | None = field(default=None, metadata=_env("TEXTLAYER_OCR_SERVERS"))
+    """OCR servers; None: the OCR server of ``textlayer up`` on this machine."""
+    tenant: str = field(default=DEFAULT_TENANT, metadata=_env("TEXTLAYER_TENANT"))
+    """Default tenant of the command line."""
+    crash_on_filename: str | None = field(default=None, metadata=_env("TEXTLAYER_TEST_CRASH_ON_FILENAME"))
+    """Tests only (and only with ``TEXTLAYER_TEST_HOOKS=1``): SIGKILL the process that runs a job
+    with this file name (a poison document)."""
+
+    def __post_init__(self) -> None:
+        """Refuse a value that cannot work."""
+        if self.sandbox_layers not in LAYER_CHOICES:
+            raise ValueError(f"TEXTLAYER_SANDBOX_LAYERS={self.sandbox_layers!r} must be one of require, prefer")
 
     @property
     def ocr_socket(self) -> Path:
@@ -108,58 +108,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read ``TEXTLAYER_*`` variables; unknown values raise ``ValueError``."""
-        return cls(
-            model=environ.get("TEXTLAYER_MODEL", DEFAULT_MODEL_SET) or DEFAULT_MODEL_SET,
-            threads=_int(environ, "TEXTLAYER_OCR_THREADS", 1),
-            max_pixels=_int(environ, "TEXTLAYER_MAX_PIXELS", DEFAULT_MAX_PIXELS),
-            max_pages=_int(environ, "TEXTLAYER_MAX_PAGES", DEFAULT_MAX_PAGES),
-            pdf_dpi=_int(environ, "TEXTLAYER_PDF_DPI", DEFAULT_DPI, minimum=36),
-            data_dir=default_data_dir(environ),
-            ocr_token=environ.get("TEXTLAYER_OCR_TOKEN") or None,
-            job_lease_s=_int(environ, "TEXTLAYER_JOB_LEASE_S", 60, minimum=2),
-            sandbox_layers=_choice(environ, "TEXTLAYER_SANDBOX_LAYERS", ("require", "prefer")),
-            sandbox_deadline_s=_int(environ, "TEXTLAYER_SANDBOX_DEADLINE_S", 120),
-            sandbox_memory_mib=_int(environ, "TEXTLAYER_SANDBOX_MEMORY_MIB", DEFAULT_SANDBOX_MEMORY_MIB, minimum=512),
-            convert_memory_mib=_int(environ, "TEXTLAYER_CONVERT_MEMORY_MIB", 2048, minimum=512),
-            convert_deadline_s=_int(environ, "TEXTLAYER_CONVERT_DEADLINE_S", 300),
-            max_upload_mib=_int(environ, "TEXTLAYER_MAX_UPLOAD_MIB", 100),
-            max_document_s=_int(environ, "TEXTLAYER_MAX_DOCUMENT_S", 3600),
-            redis_url=environ.get("REDIS_URL") or None,
-            ocr_servers=environ.get("TEXTLAYER_OCR_SERVERS") or None,
-            tenant=environ.get("TEXTLAYER_TENANT") or DEFAULT_TENANT,
-            crash_on_filename=(
-                environ.get("TEXTLAYER_TEST_CRASH_ON_FILENAME") or None
-                if environ.get("TEXTLAYER_TEST_HOOKS") == "1"
-                else None
-            ),
-        )
+        """Read ``TEXTLAYER_*`` variables (an empty one counts as unset); bad values raise ``ValueError``."""
+        values: dict[str, Any] = {"data_dir": default_data_dir(environ)}
+        for spec in fields(cls):
+            raw = environ.get(spec.metadata["env"]) or None
+            if raw is None or spec.name == "data_dir":
+                continue
+            values[spec.name] = _int(spec.metadata["env"], raw, spec.metadata["minimum"]) if spec.type == "int" else raw
+        if environ.get("TEXTLAYER_TEST_HOOKS") != "1":
+            values.pop("crash_on_filename", None)
+        return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """The variables that make :meth:`from_env` in a child process return these settings."""
-        env = {
-            "TEXTLAYER_MODEL": self.model,
-            "TEXTLAYER_OCR_THREADS": str(self.threads),
-            "TEXTLAYER_MAX_PIXELS": str(self.max_pixels),
-            "TEXTLAYER_MAX_PAGES": str(self.max_pages),
-            "TEXTLAYER_PDF_DPI": str(self.pdf_dpi),
-            "TEXTLAYER_DATA_DIR": str(self.data_dir),
-            "TEXTLAYER_JOB_LEASE_S": str(self.job_lease_s),
-            "TEXTLAYER_SANDBOX_LAYERS": self.sandbox_layers,
-            "TEXTLAYER_SANDBOX_DEADLINE_S": str(self.sandbox_deadline_s),
-            "TEXTLAYER_SANDBOX_MEMORY_MIB": str(self.sandbox_memory_mib),
-            "TEXTLAYER_CONVERT_MEMORY_MIB": str(self.convert_memory_mib),
-            "TEXTLAYER_CONVERT_DEADLINE_S": str(self.convert_deadline_s),
-            "TEXTLAYER_MAX_UPLOAD_MIB": str(self.max_upload_mib),
-            "TEXTLAYER_MAX_DOCUMENT_S": str(self.max_document_s),
-            "TEXTLAYER_TENANT": self.tenant,
-        }
-        optional = {
-            "TEXTLAYER_OCR_TOKEN": self.ocr_token,
-            "REDIS_URL": self.redis_url,
-            "TEXTLAYER_OCR_SERVERS": self.ocr_servers,
-        }
-        env.update({name: value for name, value in optional.items() if value})
+        values = {spec.metadata["env"]: getattr(self, spec.name) for spec in fields(self)}
+        env = {name: str(value) for name, value in values.items() if value is not None}
         if self.crash_on_filename:
-            env.update(TEXTLAYER_TEST_HOOKS="1", TEXTLAYER_TEST_CRASH_ON_FILENAME=self.crash_on_filename)
+            env["TEXTLAYER_TEST_HOOKS"] = "1"
         return env

@@ -1,16 +1,4 @@
-"""The textlayer exception tree; behaviour lives in class attributes.
-
-::
-
-    TextlayerError              .retryable  .grpc_status  .exit_code  .reason
-    ├── InputDocumentError      not an image/PDF, encrypted, bomb...  INVALID_ARGUMENT
-    ├── ModelError              manifest / sha256 / shape mismatch    FAILED_PRECONDITION
-    ├── SandboxError
-    │   ├── SandboxTimeout      wall clock exceeded (retry once)      DEADLINE_EXCEEDED
-    │   └── SandboxCrashed      signal / OOM / seccomp kill           INTERNAL
-    ├── OcrUnavailable          no OCR server answers (retry)         UNAVAILABLE
-    └── SearchIndexError
-"""
+"""The textlayer exception tree; behaviour (retryable, gRPC status, exit code, reason) lives in class attributes."""
 
 from __future__ import annotations
 
@@ -33,7 +21,7 @@ class TextlayerError(Exception):
 
 
 class InputDocumentError(TextlayerError):
-    """The uploaded document cannot be processed; the message says why in plain words."""
+    """Uploaded document unusable (not an image/PDF, encrypted, a bomb...); the message says why in plain words."""
 
     grpc_status = "INVALID_ARGUMENT"
     exit_code = 2
@@ -41,7 +29,7 @@ class InputDocumentError(TextlayerError):
 
 
 class ModelError(TextlayerError):
-    """A model file is missing, tampered with or does not match the manifest."""
+    """A model file is missing, tampered with or does not match the manifest (sha256, shape)."""
 
     grpc_status = "FAILED_PRECONDITION"
     exit_code = 3
@@ -55,7 +43,7 @@ class SandboxError(TextlayerError):
 
 
 class SandboxTimeout(SandboxError):
-    """The jailed worker ran past its wall clock and was killed."""
+    """The jailed worker ran past its wall clock and was killed (the pool retries once)."""
 
     retryable = True
     grpc_status = "DEADLINE_EXCEEDED"

@@ -8,6 +8,7 @@ same with jails, gRPC servers or in-process parts. Pure orchestration: no parser
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -42,39 +43,38 @@ class OcrOptions:
     """How long a page waits for an OCR server to come back before it fails (``ocr_unavailable``)."""
     max_document_s: float | None = None
     """Wall clock for the whole document; past it ``document_timeout``."""
+    page_errors: bool = False
+    """A page that cannot be read keeps its error and the others go on (the service); off, it ends the run."""
 
 
-def read_page(page: EncodedPage, reader: PageReader, *, ocr_wait_s: float = 0.0) -> PageRecord:
-    """OCR one page, waiting up to ``ocr_wait_s`` for the OCR servers; a failure stays on the page."""
+def read_page(page: EncodedPage, reader: PageReader, options: OcrOptions) -> PageRecord:
+    """OCR one page, waiting up to ``options.ocr_wait_s`` for the OCR servers to come back.
+
+    Raises:
+        TextlayerError: the page could not be read and ``options.page_errors`` is off.
+    """
     record = PageRecord(page.index, has_text=page.has_text, blank=page.blank)
     if page.data is None:
         return record
-    waited_until = time.monotonic() + ocr_wait_s
+    waited_until = time.monotonic() + options.ocr_wait_s
     delay_s = 0.5
     while True:
         try:
-            result = reader.recognize(page.data, dpi=page.dpi, frame=page.frame)
+            return dataclasses.replace(record, page=reader.recognize(page.data, dpi=page.dpi, frame=page.frame))
         except OcrUnavailable as exc:
-            if time.monotonic() + delay_s > waited_until:
-                if not ocr_wait_s:
-                    raise
-                message = f"No OCR server could read the page ({exc.message})."
-                return _failed(record, "ocr_unavailable", message)
-            log.warning("page %d: %s; retrying in %.1f s", page.index + 1, exc.message, delay_s)
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 30.0)
-            continue
-        except InputDocumentError as exc:
-            return _failed(record, exc.reason, exc.message)
-        except TextlayerError as exc:
-            if not ocr_wait_s:
+            if time.monotonic() + delay_s <= waited_until:
+                log.warning("page %d: %s; retrying in %.1f s", page.index + 1, exc.message, delay_s)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+                continue
+            if not options.page_errors:
                 raise
-            return _failed(record, exc.reason, exc.message)
-        return PageRecord(page.index, has_text=page.has_text, blank=page.blank, page=result)
-
-
-def _failed(record: PageRecord, reason: str, message: str) -> PageRecord:
-    return PageRecord(record.index, record.has_text, record.blank, error_reason=reason, error_message=message)
+            message = f"No OCR server could read the page ({exc.message})."
+            return dataclasses.replace(record, error_reason="ocr_unavailable", error_message=message)
+        except TextlayerError as exc:
+            if not options.page_errors:
+                raise
+            return dataclasses.replace(record, error_reason=exc.reason, error_message=exc.message)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def ocr_document(
 
     Raises:
         InputDocumentError: the document is refused, every page failed, or it took too long.
-        OcrUnavailable, TextlayerError: a page could not be read and ``options.ocr_wait_s`` is 0.
+        TextlayerError: a page could not be read and ``options.page_errors`` is off.
     """
     started = time.monotonic()
     total = converter.inspect(data).pages
@@ -124,7 +124,7 @@ def ocr_document(
     records: dict[int, PageRecord] = dict(done or {})
 
     def read(page: EncodedPage) -> None:
-        record = read_page(page, reader, ocr_wait_s=options.ocr_wait_s)
+        record = read_page(page, reader, options)
         if on_page is not None:
             on_page(record)
         records[page.index] = record

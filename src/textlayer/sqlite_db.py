@@ -3,20 +3,18 @@
 :class:`SqliteDatabase` holds what :class:`~textlayer.store.SqliteJobStore` and
 :class:`~textlayer.index.SqliteSearchIndex` share, so that the rules below live in one place:
 
-- One connection per thread and per process: a ``sqlite3.Connection`` must not be used by two
-  threads at once, and one inherited across ``fork()`` must not be used at all. Each thread
-  opens its own on first use; it is closed when the thread ends or the database is closed.
-- Fork safety: a forked child that finds its parent's connection opens a new one, and never
-  closes the inherited one (that would release locks or checkpoint on the parent's behalf).
-- WAL mode (readers never wait for the writer), so the file must be on a local disk, and
-  ``synchronous=NORMAL`` (a commit survives a process crash; a power cut may lose the last
-  commits but never corrupts the file).
-- Every write runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so that the
-  busy timeout applies: a deferred transaction that reads and then writes gets "database is
-  locked" at once whatever the timeout (design note F9 in RELIABILITY.md: 300 of 400
-  read-then-write transactions from 4 processes failed; with IMMEDIATE none did).
-- The schema is created once, under the write lock, and its ``PRAGMA user_version`` checked
-  on every open.
+- One connection per thread and per process: a ``sqlite3.Connection`` must not be used by two threads at once, and
+  one inherited across ``fork()`` must not be used at all. Each thread opens its own on first use; it is closed
+  when the thread ends or the database is closed.
+- Fork safety: a forked child that finds its parent's connection opens a new one, and never closes the inherited
+  one (that would release locks or checkpoint on the parent's behalf).
+- WAL mode (readers never wait for the writer), so the file must be on a local disk, and ``synchronous=NORMAL`` (a
+  commit survives a process crash; a power cut may lose the last commits but never corrupts the file).
+- Every write runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so that the busy timeout applies: a
+  deferred transaction that reads and then writes gets "database is locked" at once whatever the timeout (design
+  note F9 in RELIABILITY.md: 300 of 400 read-then-write transactions from 4 processes failed; with IMMEDIATE none
+  did).
+- The schema is created once, under the write lock, and its ``PRAGMA user_version`` checked on every open.
 """
 
 from __future__ import annotations
@@ -57,14 +55,10 @@ class _ThreadConnection:
 
 
 class SqliteDatabase:
-    """One SQLite file with a versioned schema, opened once per thread and per process.
+    """One SQLite file with a versioned schema, opened once per thread and per process (see the module docstring).
 
-    Each thread gets its own connection, opened on first use and closed when the thread
-    ends or :meth:`close` is called; several processes may open the same file at once.
-    A process forked from one that used the database opens its own connections.
-
-    A subclass sets the class attributes below; every failure is raised as its ``_error``,
-    with a message that names the file as "the <_noun> <path>".
+    A subclass sets the class attributes below; every failure is raised as its ``_error``, with a message that names
+    the file as "the <_noun> <path>".
     """
 
     _noun: ClassVar[str]
@@ -79,15 +73,13 @@ class SqliteDatabase:
     """Statements run on every new connection, after the busy timeout and ``synchronous``."""
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
-        """Open the file, creating it and its schema when missing.
+        """Open the file at ``path`` (its folder must exist), creating it and its schema when missing.
 
-        Args:
-            path: The database file; its folder must exist.
-            busy_timeout_ms: How long a call waits for another writer before failing.
+        ``busy_timeout_ms`` is how long a call waits for another writer before failing.
 
         Raises:
-            TextlayerError: The subclass's ``_error``: the file cannot be opened or created,
-                or does not hold this schema version.
+            TextlayerError: The subclass's ``_error``: the file cannot be opened or created, or does not hold this
+                schema version.
         """
         self.path = Path(path)
         self.busy_timeout_ms = int(busy_timeout_ms)

@@ -217,7 +217,7 @@ def test_memory_over_the_limit_is_an_error_reply_not_a_death(fault_pool):
     deaths = {k: v for k, v in fault_pool.deaths.items() if k != "retired"}
     header, _ = fault_pool.call({"op": "allocate", "mib": 8000})
     assert header["ok"] is False and header["error"] == "memory"
-    header, _ = fault_pool.call({"op": "allocate", "mib": 64})
+    header, _ = fault_pool.call({"op": "allocate", "mib": 64}, deadline_s=60)  # waits for the recycled worker
     assert header["ok"] is True
     assert {k: v for k, v in fault_pool.deaths.items() if k != "retired"} == deaths
 

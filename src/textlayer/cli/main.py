@@ -202,10 +202,6 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
             print(
                 f"textlayer: page {record.index + 1} already has text; skipped (--force-ocr to OCR it)", file=sys.stderr
             )
-        elif record.error_reason:
-            print(
-                f"textlayer: page {record.index + 1}: {record.error_message} [{record.error_reason}]", file=sys.stderr
-            )
         elif record.page is None:
             log.info("page %d is blank; nothing to read", record.index + 1)
         else:

@@ -29,11 +29,8 @@ def _is_token_char(char: str) -> bool:
 def split_terms(text: str) -> list[str]:
     """Split text into words the way the index does: runs of Unicode letters, digits and marks.
 
-    Args:
-        text: Any text; punctuation, spaces and symbols separate words and are dropped.
-
-    Returns:
-        The words in order, as written (not normalised); runs made only of combining marks are dropped.
+    Punctuation, spaces and symbols separate words and are dropped, and so are runs made only of combining marks.
+    The words come in order, as written (not normalised).
     """
     terms: list[str] = []
     current: list[str] = []
@@ -50,24 +47,16 @@ def split_terms(text: str) -> list[str]:
 def term_key(term: str) -> str:
     """Case- and accent-free form of a word, for comparing query terms with page words.
 
-    Args:
-        term: One word.
-
-    Returns:
-        The word decomposed (NFD), without combining marks, in lower case: ``"CAFÉ"`` -> ``"cafe"``.
+    The word decomposed (NFD), without combining marks, in lower case: ``"CAFÉ"`` -> ``"cafe"``.
     """
     decomposed = unicodedata.normalize("NFD", term)
     return "".join(c for c in decomposed if unicodedata.category(c) != "Mn").lower()
 
 
 def query_terms(query: str) -> list[str]:
-    """The distinct words of a user's query, at most :data:`MAX_QUERY_TERMS` of them.
+    """The distinct words of a user's query (one per :func:`term_key`), in first-seen order; empty when it has none.
 
-    Args:
-        query: Free text from a user; only its first :data:`MAX_QUERY_CHARS` characters count.
-
-    Returns:
-        The words in first-seen order, one per :func:`term_key`; empty when the query has none.
+    Only the first :data:`MAX_QUERY_CHARS` characters count, and at most :data:`MAX_QUERY_TERMS` words are kept.
     """
     terms: list[str] = []
     seen: set[str] = set()
@@ -82,17 +71,10 @@ def query_terms(query: str) -> list[str]:
 
 
 def matching_boxes(words: Sequence[tuple[str, Box]], terms: Sequence[str]) -> tuple[Box, ...]:
-    """Boxes of the words that contain one of the query terms as a whole word.
+    """Boxes of the ``(text, box)`` words that contain one of the query ``terms`` as a whole word, in reading order.
 
-    A word such as ``"(Café),"`` matches ``cafe``; ``"concatenate"`` does not match ``cat``,
-    because the full-text index matched whole words too.
-
-    Args:
-        words: ``(text, box)`` of each word of a page, in reading order.
-        terms: Query terms from :func:`query_terms`.
-
-    Returns:
-        The matching words' boxes, in reading order.
+    A word such as ``"(Café),"`` matches ``cafe``; ``"concatenate"`` does not match ``cat``, because the full-text
+    index matched whole words too.
     """
     keys = {term_key(term) for term in terms}
     return tuple(box for text, box in words if any(term_key(part) in keys for part in split_terms(text)))
@@ -102,11 +84,10 @@ def matching_boxes(words: Sequence[tuple[str, Box]], terms: Sequence[str]) -> tu
 class SearchHit:
     """One page that matches a query.
 
-    ``snippet`` is a short excerpt of the page text (about ten words) with every matching
-    word wrapped in square brackets, e.g. ``"the [invoice] total is"``; ``…`` marks text
-    cut at either end. ``boxes`` are the pixel boxes of the page's words that match a query
-    term (case- and accent-insensitive), in reading order. ``rank`` orders hits: lower is
-    more relevant (SQLite's bm25 convention); it is only comparable within one search.
+    ``snippet`` is a short excerpt of the page text (about ten words) with every matching word wrapped in square
+    brackets, e.g. ``"the [invoice] total is"``; ``…`` marks text cut at either end. ``boxes`` are the pixel boxes of
+    the page's words that match a query term (case- and accent-insensitive), in reading order. ``rank`` orders hits:
+    lower is more relevant (SQLite's bm25 convention); it is only comparable within one search.
     """
 
     tenant: str
@@ -122,64 +103,31 @@ class SearchHit:
 class SearchIndex(Protocol):
     """A full-text index of OCR'd pages, partitioned by tenant.
 
-    Implementations are safe to use from several threads and several processes at once.
-    A search never sees another tenant's documents, and never raises for any query text.
+    Implementations are safe to use from several threads and several processes at once. A search never sees another
+    tenant's documents, and never raises for any query text. ``document_id`` is unique within its ``tenant``. A method
+    that cannot read or write the index raises :class:`~textlayer.errors.SearchIndexError`.
     """
 
     def put_document(self, tenant: str, document_id: str, pages: Sequence[PageText | None]) -> None:
         """Store a document's pages, replacing whatever the index held for it.
 
-        Args:
-            tenant: Owner of the document; searches only see their own tenant's pages.
-            document_id: The document's id, unique within the tenant.
-            pages: One entry per page in page order; ``None`` is a page without text.
-
-        Raises:
-            SearchIndexError: The index cannot be written.
+        ``pages`` has one entry per page in page order; ``None`` is a page without text.
         """
         ...
 
     def delete_document(self, tenant: str, document_id: str) -> None:
-        """Remove a document's pages; removing a missing document does nothing.
-
-        Args:
-            tenant: Owner of the document.
-            document_id: The document's id.
-
-        Raises:
-            SearchIndexError: The index cannot be written.
-        """
+        """Remove a document's pages; removing a missing document does nothing."""
         ...
 
     def search(self, tenant: str, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Find the tenant's pages that contain every word of ``query``.
+        """Find the tenant's pages that contain every word of ``query``, best first, at most ``limit``.
 
-        Args:
-            tenant: Whose documents to search.
-            query: Free text from a user; punctuation and search operators are ignored.
-            limit: Most hits returned.
-
-        Returns:
-            Hits, best first; empty when the query has no words.
-
-        Raises:
-            SearchIndexError: The index cannot be read.
+        Punctuation and search operators in ``query`` are ignored; a query without words finds nothing.
         """
         ...
 
     def page_count(self, tenant: str, document_id: str) -> int:
-        """Number of pages stored for a document (0 when it is not indexed).
-
-        Args:
-            tenant: Owner of the document.
-            document_id: The document's id.
-
-        Returns:
-            The page count, text-less pages included.
-
-        Raises:
-            SearchIndexError: The index cannot be read.
-        """
+        """Number of pages stored for a document, text-less pages included (0 when it is not indexed)."""
         ...
 
     def close(self) -> None:

@@ -1,24 +1,16 @@
 """The embedded search index: one SQLite file with an FTS5 table, shared by threads and processes.
 
-Schema (``PRAGMA user_version`` = 1)::
-
-    pages(id INTEGER PRIMARY KEY, tenant, document_id, page, text, words_json,
-          UNIQUE(tenant, document_id, page))
-    pages_fts  FTS5 over pages.text (external content, tokenizer unicode61 remove_diacritics 2),
-               kept in step with pages by triggers, so inside the same transaction
-
-``id`` is an explicit rowid because the FTS table refers to pages by rowid, and VACUUM may
+Schema (see ``_SCHEMA``): ``pages`` holds one row per page; ``pages_fts`` is an FTS5 index over ``pages.text``
+(external content, tokenizer unicode61 remove_diacritics 2), kept in step with ``pages`` by triggers, so inside the
+same transaction. ``pages.id`` is an explicit rowid because the FTS table refers to pages by rowid, and VACUUM may
 renumber implicit rowids. ``words_json`` holds ``[{"text": ..., "bbox": [x0, y0, x1, y1]}, ...]``.
 
-Concurrency (connections, transactions and schema set-up are :mod:`textlayer.sqlite_db`'s):
-the file is in WAL mode (readers never wait for the writer) and every write runs in
-``BEGIN IMMEDIATE``, which takes the write lock up front so that the busy timeout applies;
-with a deferred BEGIN, a reader that later wants to write can get "database is locked" at
-once whatever the timeout (measured: 300 of 400 writes from 4 processes failed).
+Connections, transactions and schema set-up (WAL, every write in ``BEGIN IMMEDIATE``) are
+:mod:`textlayer.sqlite_db`'s.
 
-Queries: the tenant is a SQL ``WHERE tenant = ?`` condition, never part of the MATCH text,
-and the user's words are each double-quoted (quotes inside doubled), so no query text can
-reach FTS5's operators, column filters or another tenant's rows.
+Queries: the tenant is a SQL ``WHERE tenant = ?`` condition, never part of the MATCH text, and the user's words
+are each double-quoted (quotes inside doubled), so no query text can reach FTS5's operators, column filters or
+another tenant's rows.
 """
 
 from __future__ import annotations
@@ -93,12 +85,8 @@ _SEARCH_SQL = f"""
 def fts_query(terms: Sequence[str]) -> str:
     """FTS5 MATCH text that requires every term, with no operator the user could inject.
 
-    Args:
-        terms: Words from :func:`textlayer.index.base.query_terms`.
-
-    Returns:
-        Each term as an FTS5 string (double-quoted, inner quotes doubled), joined by spaces,
-        which FTS5 reads as AND.
+    Each term (from :func:`textlayer.index.base.query_terms`) becomes an FTS5 string (double-quoted, inner quotes
+    doubled); they are joined by spaces, which FTS5 reads as AND.
     """
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
@@ -126,8 +114,9 @@ def _check_key(name: str, value: str) -> None:
 class SqliteSearchIndex(SqliteDatabase):
     """A :class:`~textlayer.index.base.SearchIndex` in one SQLite file (FTS5).
 
-    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s:
-    one connection per thread and per process, several processes may open the file at once.
+    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s: one connection per
+    thread and per process, several processes may open the file at once. Parameters and errors are as in the
+    protocol; the write methods also raise ValueError when ``tenant`` or ``document_id`` is empty.
     """
 
     _noun = "search index"
@@ -136,15 +125,13 @@ class SqliteSearchIndex(SqliteDatabase):
     _version = SCHEMA_VERSION
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
-        """Open the index file, creating it and its schema when missing.
+        """Open the index file at ``path`` (its folder must exist), creating it and its schema when missing.
 
-        Args:
-            path: The database file; its folder must exist.
-            busy_timeout_ms: How long a call waits for another writer before failing.
+        ``busy_timeout_ms`` is how long a call waits for another writer before failing.
 
         Raises:
-            SearchIndexError: The file cannot be opened or created, is not a search index
-                of this version, or SQLite lacks FTS5.
+            SearchIndexError: The file cannot be opened or created, is not a search index of this version, or SQLite
+                lacks FTS5.
         """
         super().__init__(path, busy_timeout_ms=busy_timeout_ms)
 
@@ -160,15 +147,10 @@ class SqliteSearchIndex(SqliteDatabase):
     def put_document(self, tenant: str, document_id: str, pages: Sequence[PageText | None]) -> None:
         """Store a document's pages, replacing whatever the index held for it.
 
-        Args:
-            tenant: Owner of the document; searches only see their own tenant's pages.
-            document_id: The document's id, unique within the tenant.
-            pages: One entry per page in page order; ``None`` is a page without text
-                (stored, so it counts in :meth:`page_count`, but never matches).
+        A ``None`` page is stored (so it counts in :meth:`page_count`) but never matches.
 
         Raises:
             ValueError: ``tenant`` or ``document_id`` is empty.
-            SearchIndexError: The index cannot be written.
         """
         _check_key("tenant", tenant)
         _check_key("document_id", document_id)
@@ -184,13 +166,8 @@ class SqliteSearchIndex(SqliteDatabase):
     def delete_document(self, tenant: str, document_id: str) -> None:
         """Remove a document's pages; removing a missing document does nothing.
 
-        Args:
-            tenant: Owner of the document.
-            document_id: The document's id.
-
         Raises:
             ValueError: ``tenant`` or ``document_id`` is empty.
-            SearchIndexError: The index cannot be written.
         """
         _check_key("tenant", tenant)
         _check_key("document_id", document_id)
@@ -199,22 +176,11 @@ class SqliteSearchIndex(SqliteDatabase):
         log.debug("removed %s/%s from the index", tenant, document_id)
 
     def search(self, tenant: str, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Find the tenant's pages that contain every word of ``query``.
+        """Find the tenant's pages that contain every word of ``query``, best first (bm25), at most ``limit``.
 
-        Words are runs of Unicode letters and digits; case and accents are ignored
-        (``CAFÉ`` finds ``cafe``) and a word matches whole words only. Punctuation and
-        FTS5 syntax in the query (quotes, ``OR``, ``NEAR(``, ``*``, ``^``...) are plain text.
-
-        Args:
-            tenant: Whose documents to search.
-            query: Free text from a user.
-            limit: Most hits returned; 0 or less returns none.
-
-        Returns:
-            Hits, best first (bm25); empty when the query has no words.
-
-        Raises:
-            SearchIndexError: The index cannot be read.
+        Words are runs of Unicode letters and digits; case and accents are ignored (``CAFÉ`` finds ``cafe``) and a word
+        matches whole words only. Punctuation and FTS5 syntax in the query (quotes, ``OR``, ``NEAR(``, ``*``, ``^``...)
+        are plain text. A query without words, or a ``limit`` of 0 or less, finds nothing.
         """
         terms = query_terms(query)
         if not terms or limit <= 0:
@@ -234,18 +200,7 @@ class SqliteSearchIndex(SqliteDatabase):
         ]
 
     def page_count(self, tenant: str, document_id: str) -> int:
-        """Number of pages stored for a document (0 when it is not indexed).
-
-        Args:
-            tenant: Owner of the document.
-            document_id: The document's id.
-
-        Returns:
-            The page count, text-less pages included.
-
-        Raises:
-            SearchIndexError: The index cannot be read.
-        """
+        """Number of pages stored for a document, text-less pages included (0 when it is not indexed)."""
         with self._read(f"count the pages of document {document_id!r}") as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pages WHERE tenant = ? AND document_id = ?", (tenant, document_id)

@@ -76,10 +76,9 @@ def render_pages(
 ) -> list[EncodedPage]:
     """Encode pages for OCR, in order: PDF pages rasterised to PNG, TIFF frames split to PNG.
 
-    A PNG or JPEG's first page comes back as the file itself (decoded only by the OCR worker).
-    Pages that already have text or are blank come back with ``data=None``. With
-    ``pixel_budget``, rendering stops after the page that spends it (a prefix of at least one
-    page comes back): a request costs bounded memory whatever the page sizes.
+    A PNG or JPEG's first page comes back as the file itself (decoded only by the OCR worker). Pages that already have
+    text or are blank come back with ``data=None``. With ``pixel_budget``, rendering stops after the page that spends it
+    (a prefix of at least one page comes back): a request costs bounded memory whatever the page sizes.
 
     Raises:
         InputDocumentError: as :func:`inspect_document`, or a page cannot be read.

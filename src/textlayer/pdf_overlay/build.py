@@ -19,13 +19,11 @@ log = logging.getLogger(__name__)
 def build_searchable_pdf(
     source: bytes, pages: Sequence[PageText | None], *, pages_with_text: Collection[int] = ()
 ) -> bytes:
-    """Make the searchable PDF of a document.
+    """Make the searchable PDF of ``source``, the original PDF, JPEG, PNG or TIFF bytes.
 
-    Args:
-        source: the original PDF, JPEG, PNG or TIFF bytes.
-        pages: per page, its OCR result (pixels as rendered: a PDF page's CropBox turned
-            by /Rotate at ``dpi``, or the image itself) or None to leave the page as it is.
-        pages_with_text: PDF pages that already carry text: they never get a second layer.
+    ``pages`` holds per page its OCR result (pixels as rendered: a PDF page's CropBox turned by /Rotate at ``dpi``, or
+    the image itself) or None to leave the page as it is. ``pages_with_text``, PDF pages that already carry text, never
+    get a second layer.
 
     Raises:
         InputDocumentError: the document cannot be read, or ``pages`` does not match it.

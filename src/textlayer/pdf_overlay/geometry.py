@@ -13,11 +13,7 @@ DEFAULT_IMAGE_DPI = 300.0
 
 @dataclass(frozen=True)
 class PageFrame:
-    """Where the OCRed raster lies on a PDF page.
-
-    The raster is what a renderer shows: the CropBox area turned by /Rotate, at
-    ``points_per_pixel`` (72 / dpi), with a top-left origin.
-    """
+    """Where the OCRed raster lies on a PDF page: what a renderer shows (CropBox turned by /Rotate), top-left origin."""
 
     crop_x0: float
     crop_y0: float
@@ -55,18 +51,11 @@ class WordPlacement:
 
 
 def place_word(quad: Quad, frame: PageFrame, descent: float) -> WordPlacement | None:
-    """Fit a word's text box to its quad.
+    """Fit a word's text box to its quad (None for a degenerate quad).
 
-    The font size is the quad's height, so the em box that text extractors and viewers
-    use for a character (from ``descent`` below the baseline up to one em) covers the quad.
-
-    Args:
-        quad: the word's corners in raster pixels (top-left as read, clockwise).
-        frame: the page frame.
-        descent: the font's descent as a fraction of the em (negative).
-
-    Returns:
-        The placement, or None for a degenerate quad.
+    ``quad`` holds the word's corners in raster pixels (top-left as read, clockwise). The font size is the quad's
+    height, so the em box that text extractors and viewers use for a character (from ``descent``, the font's negative
+    descent in em, below the baseline up to one em) covers the quad.
     """
     p0, p1, p2, p3 = (frame.to_user(x, y) for x, y in quad)
     dx = ((p1[0] - p0[0]) + (p2[0] - p3[0])) / 2

@@ -94,13 +94,9 @@ def page_geometries(source: bytes) -> list[PageGeometry]:
 def add_text_layers(source: bytes, layers: Mapping[int, bytes]) -> bytes:
     """Overlay one-page text PDFs onto pages of ``source``; the result has no active content.
 
-    Each layer becomes a Form XObject drawn after the page's own content, which is
-    wrapped in q/Q by two tiny streams of its own: the original content streams are
-    kept byte for byte.
-
-    Args:
-        source: the input PDF.
-        layers: page index -> one-page PDF (from render.render_text_layer) in that page's user space.
+    ``layers`` maps a page index to a one-page PDF (from render.render_text_layer) in that page's user space. Each layer
+    becomes a Form XObject drawn after the page's own content, which is wrapped in q/Q by two tiny streams of its own:
+    the original content streams are kept byte for byte.
 
     Raises:
         InputDocumentError: the PDF cannot be read or written.

@@ -112,11 +112,7 @@ def render_text_layer(page: PageText, frame: PageFrame, size_pt: tuple[float, fl
 
 
 def render_image_pages(images: Sequence[ImagePage], texts: Sequence[PageText | None]) -> bytes:
-    """A PDF with one page per image, at its physical size, each with its text layer.
-
-    JPEG bytes are embedded as they are (DCTDecode, no re-encoding); other images are
-    stored losslessly.
-    """
+    """One page per image, physical size, with its text layer; JPEGs kept as they are (DCTDecode), others lossless."""
     with _canvas() as (pdf, buffer):
         for image, text in zip(images, texts, strict=True):
             pdf.setPageSize((image.width_pt, image.height_pt))

@@ -176,6 +176,7 @@ class Pipeline:
             parallel_pages=self.config.parallel_pages,
             ocr_wait_s=self.config.ocr_wait_s,
             max_document_s=self.config.max_document_s,
+            page_errors=True,
         )
         result = ocr_document(
             data,

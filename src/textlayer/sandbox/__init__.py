@@ -1,4 +1,8 @@
-"""The jail: OCR models run in seccomp + namespace-restricted worker processes (design/SANDBOX.md)."""
+"""The generic jail: untrusted work runs in seccomp + namespace-restricted worker processes (design/SANDBOX.md).
+
+Imports nothing of the application: a role (OCR worker, document converter) is a module named by
+``SandboxPolicy.role`` that builds on :class:`~textlayer.sandbox.handlers.Handlers`.
+"""
 
 from __future__ import annotations
 

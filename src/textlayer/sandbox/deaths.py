@@ -30,13 +30,7 @@ class DeathCause(StrEnum):
 
 
 def classify(returncode: int, *, ready: bool, killed_for: DeathCause | None) -> DeathCause:
-    """Name the cause of a death.
-
-    Args:
-        returncode: ``Popen.returncode`` of the launcher (``-signal`` for a signal).
-        ready: whether the worker had reported READY.
-        killed_for: why we killed it ourselves, if we did.
-    """
+    """Name the cause of a death; ``returncode`` is the launcher's ``Popen.returncode`` (``-signal`` for a signal)."""
     if killed_for is not None:
         return killed_for
     if not ready:

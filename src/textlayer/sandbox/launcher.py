@@ -47,10 +47,7 @@ _SCM_CREDENTIALS_SIZE = struct.calcsize("iII")
 
 
 def default_read_only_paths(policy: SandboxPolicy) -> list[str]:
-    """What a worker needs to see: the system, the interpreter, the venv, this source tree, and its role's needs.
-
-    The role's needs are ``policy.read_only_paths`` and the install locations of ``policy.packages``.
-    """
+    """What a worker sees: system, interpreter, venv, source tree, ``policy.read_only_paths``, ``policy.packages``."""
     paths = {"/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/sys/devices/system/cpu"}
     # Not sys.path: the worker runs with -I and finds its modules from its own prefix; the
     # supervisor's script directory or cwd must not become visible.
@@ -134,8 +131,6 @@ class JailedWorker:
         self.process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
 
-    # -- start ----------------------------------------------------------------------------
-
     def launch(self) -> None:
         """Start the process (must run on the pool's spawner thread)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -211,8 +206,6 @@ class JailedWorker:
             raise WorkerDied(DeathCause.CONFIG, self._returncode(), "refused by verification: " + "; ".join(problems))
         self.ready = True
 
-    # -- requests -------------------------------------------------------------------------
-
     def request(self, header: dict[str, Any], payload: bytes, deadline_s: float) -> tuple[dict[str, Any], bytes]:
         """Send one request and wait for its reply.
 
@@ -286,8 +279,6 @@ class JailedWorker:
                 raise EOFError
             filled += count
         return buffer
-
-    # -- ending ---------------------------------------------------------------------------
 
     def _returncode(self) -> int | None:
         return None if self.process is None else self.process.poll()

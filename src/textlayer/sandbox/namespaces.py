@@ -1,8 +1,7 @@
 """Linux namespaces and the worker's private root, through ctypes (Python 3.11 has no ``os.unshare``).
 
-Every step is recorded separately: on some hosts ``unshare`` succeeds and a later step (uid map,
-mount) fails; the worker must report exactly what it got, never assume "unshare worked, so the
-jail is built" (design/SANDBOX.md §6).
+Every step is recorded separately: on some hosts ``unshare`` succeeds and a later step (uid map, mount) fails; the
+worker must report exactly what it got, never assume "unshare worked, so the jail is built" (design/SANDBOX.md §6).
 """
 
 from __future__ import annotations
@@ -137,12 +136,9 @@ def staging_dir(read_only_paths: list[str]) -> str:
 def build_root(read_only_paths: list[str], *, staging: str | None = None) -> list[str]:
     """Make a tmpfs the root of this mount namespace, with read-only binds of ``read_only_paths``.
 
-    Runs inside the new pid namespace (the fresh ``/proc`` shows only the jail). Symbolic links
-    on the way (``/lib`` -> ``usr/lib``) are recreated as links; each path keeps its own name, so
-    the interpreter finds its modules where it left them.
-
-    Returns:
-        The paths that were bound (for the READY report).
+    Runs inside the new pid namespace (the fresh ``/proc`` shows only the jail). Symbolic links on the way (``/lib`` ->
+    ``usr/lib``) are recreated as links; each path keeps its own name, so the interpreter finds its modules where it
+    left them. Returns the paths that were bound (for the READY report).
     """
     resolved = [os.path.realpath(p) for p in read_only_paths if os.path.lexists(p)]
     staging = staging or staging_dir(list(read_only_paths) + resolved)

@@ -1,11 +1,10 @@
 """SandboxPool: the supervisor of long-lived jailed workers (any role).
 
-It starts each worker from one long-lived thread (the parent-death signal follows the *thread*
-that spawned a child), routes a page only to a worker verified from the outside, enforces a
-deadline per page by killing the worker's process group, classifies every death, restarts with
-backoff, refuses a page that killed two workers, and recycles workers after N pages or above an
-RSS threshold. Everything a worker sends is untrusted: sizes are capped, JSON is validated, a
-bad reply kills the worker.
+It starts each worker from one long-lived thread (the parent-death signal follows the *thread* that spawned a child),
+routes a page only to a worker verified from the outside, enforces a deadline per page by killing the worker's process
+group, classifies every death, restarts with backoff, refuses a page that killed two workers, and recycles workers after
+N pages or above an RSS threshold. Everything a worker sends is untrusted: sizes are capped, JSON is validated, a bad
+reply kills the worker.
 """
 
 from __future__ import annotations
@@ -43,10 +42,7 @@ def _raw(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]
 
 
 class SandboxPool:
-    """N long-lived jailed workers behind one blocking :meth:`call_parsed` (thread-safe).
-
-    Use as a context manager, or call :meth:`start` and :meth:`close`.
-    """
+    """N long-lived jailed workers behind one blocking :meth:`call_parsed` (thread-safe); ``with`` or start/close."""
 
     def __init__(
         self,
@@ -58,14 +54,11 @@ class SandboxPool:
     ) -> None:
         """Configure the pool; nothing starts before :meth:`start`.
 
-        Args:
-            policy: confinement and limits (safe defaults).
-            read_only_paths: what workers may see (default: :func:`default_read_only_paths`).
-            quarantine_dir: where pages that triggered a seccomp kill are kept for analysis.
-            inject_faults: tests and benchmarks only, with ``policy.test_hooks``: ``no_seccomp``
-                (a worker without its filter, which verification must refuse), ``no_namespaces``
-                (the host refuses namespaces, as in a container) or ``no_jail``
-                (a plain subprocess with the same IPC, unverified, for ``bench/sandbox.py``).
+        ``policy`` holds confinement and limits (safe defaults); ``read_only_paths``, what workers may see, defaults to
+        :func:`default_read_only_paths`; ``quarantine_dir`` keeps pages that triggered a seccomp kill, for analysis.
+        ``inject_faults`` (tests and benchmarks only, with ``policy.test_hooks``): ``no_seccomp`` (a worker without its
+        filter, which verification must refuse), ``no_namespaces`` (the host refuses namespaces, as in a container) or
+        ``no_jail`` (a plain subprocess with the same IPC, unverified, for ``bench/sandbox.py``).
         """
         if inject_faults and not (policy and policy.test_hooks):
             raise ValueError("inject_faults needs a policy with test_hooks=True")
@@ -98,8 +91,6 @@ class SandboxPool:
     def __exit__(self, *exc: object) -> None:
         """Close the pool."""
         self.close()
-
-    # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> SandboxPool:
         """Start every worker and wait until all are verified.
@@ -222,8 +213,6 @@ class SandboxPool:
         """Workers that are verified and not retired."""
         with self._lock:
             return sorted(self._live, key=lambda w: w.worker_id)
-
-    # -- requests -------------------------------------------------------------------------
 
     def _acquire(self, deadline: float) -> JailedWorker:
         patience_s = self.policy.start_deadline_s + self.policy.restart_backoff_max_s

@@ -1,13 +1,12 @@
 """Escape probes: what hostile code inside a worker would try first.
 
-Every probe is harmless when run *without* a jail (design/SANDBOX.md R12): files only in a
-scratch directory the caller made, signal 0, nonexistent pids, invalid arguments that make
-the kernel answer without acting; never a broadcast signal, PID 1 or ptrace of a live
-process. A probe either gets its syscall through to the kernel (``escaped``), is refused with
-an errno by the jail (``refused``), or its process is killed by the seccomp filter.
+Every probe is harmless when run *without* a jail (design/SANDBOX.md R12): files only in a scratch directory the caller
+made, signal 0, nonexistent pids, invalid arguments that make the kernel answer without acting; never a broadcast
+signal, PID 1 or ptrace of a live process. A probe either gets its syscall through to the kernel (``escaped``), is
+refused with an errno by the jail (``refused``), or its process is killed by the seccomp filter.
 
-``python -m textlayer.sandbox.probes --control SCRATCH`` runs them all unjailed as an
-unprivileged user (the positive control that proves the escape tests can fail).
+``python -m textlayer.sandbox.probes --control SCRATCH`` runs them all unjailed as an unprivileged user (the positive
+control that proves the escape tests can fail).
 """
 
 from __future__ import annotations
@@ -282,7 +281,6 @@ def run_control(scratch: str, uid: int, gid: int) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    # Positive control: python -m textlayer.sandbox.probes --control SCRATCH [UID GID]
     if len(sys.argv) < 3 or sys.argv[1] != "--control":
         raise SystemExit("usage: python -m textlayer.sandbox.probes --control SCRATCH [UID GID]")
     ids = [int(v) for v in sys.argv[3:5]] or [65534, 65534]

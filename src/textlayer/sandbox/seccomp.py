@@ -1,9 +1,8 @@
 """The worker's seccomp allowlist, assembled as classic BPF and installed with ctypes on all threads.
 
-Measured in design/SANDBOX.md §4.1: after warm-up the worker only needs read/write, futex,
-sched_yield and memory calls; the rest of the allowlist covers error, exit, abort and thread
-paths. Probes that glibc or Python make on their own (open, stat, ioctl...) get an errno; any
-other syscall kills the whole process with SIGSYS.
+Measured in design/SANDBOX.md §4.1: after warm-up the worker only needs read/write, futex, sched_yield and memory calls;
+the rest of the allowlist covers error, exit, abort and thread paths. Probes that glibc or Python make on their own
+(open, stat, ioctl...) get an errno; any other syscall kills the whole process with SIGSYS.
 """
 
 from __future__ import annotations
@@ -97,12 +96,9 @@ def _jump(code: int, k: int, jt: int, jf: int) -> Instruction:
 def build_filter(arch: str, own_pid: int, *, default_action: int = RET_KILL_PROCESS) -> list[Instruction]:
     """Assemble the worker filter for ``arch``.
 
-    A linear ``ld nr; jeq; ret`` layout keeps every jump offset tiny (BPF jumps are 8-bit).
-
-    Args:
-        arch: ``x86_64`` or ``aarch64``.
-        own_pid: the worker's pid as it sees itself; ``tgkill`` is only allowed towards it.
-        default_action: ``RET_KILL_PROCESS`` in production; ``RET_LOG`` to discover a workload's needs.
+    A linear ``ld nr; jeq; ret`` layout keeps every jump offset tiny (BPF jumps are 8-bit). ``arch`` is ``x86_64`` or
+    ``aarch64``; ``own_pid`` is the worker's pid as it sees itself (``tgkill`` is only allowed towards it);
+    ``default_action`` is ``RET_KILL_PROCESS`` in production, ``RET_LOG`` to discover a workload's needs.
     """
     program = [
         _stmt(_LD_W_ABS, _OFFSET_ARCH),

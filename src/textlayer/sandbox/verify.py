@@ -1,8 +1,7 @@
 """Check from the outside that a worker is really jailed, before any untrusted byte reaches it.
 
-Reads ``/proc/<pid>/task/*/status`` and ``/proc/<pid>/ns/*``: what the kernel says, not what the
-worker claims. The supervisor refuses a worker when anything required is missing (fail closed,
-like Chromium's sandbox probe).
+Reads ``/proc/<pid>/task/*/status`` and ``/proc/<pid>/ns/*``: what the kernel says, not what the worker claims. The
+supervisor refuses a worker when anything required is missing (fail closed, like Chromium's sandbox probe).
 """
 
 from __future__ import annotations
@@ -87,12 +86,9 @@ def verify_worker(
 ) -> list[str]:
     """All the reasons not to trust worker ``pid`` (empty when it is properly jailed).
 
-    Args:
-        pid: the worker's host pid (from kernel-attested socket credentials).
-        launcher_pid: the process the supervisor started; the worker must descend from it.
-        layers: what the worker reported in READY.
-        require_namespaces: the policy says ``require``.
-        outside_uid: the uid the worker must map root to.
+    ``pid`` is the worker's host pid (from kernel-attested socket credentials); it must descend from ``launcher_pid``,
+    the process the supervisor started. ``layers`` is what the worker reported in READY; ``require_namespaces`` means
+    the policy says ``require``; the worker must map root to ``outside_uid``.
     """
     try:
         current = pid

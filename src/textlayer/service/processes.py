@@ -12,6 +12,28 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 
+def exit_cause(process: subprocess.Popen[bytes] | None) -> str | None:
+    """Why a child is not running (exit status, signal), or None while it runs."""
+    if process is None:
+        return "it is not running"
+    code = process.poll()
+    if code is None:
+        return None
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def stop_process(process: subprocess.Popen[bytes], name: str, timeout_s: float) -> None:
+    """SIGTERM (a clean shutdown: Redis fsyncs its AOF, Celery finishes its tasks), SIGKILL if it lingers; reap it."""
+    # Popen.terminate/kill do nothing once the child is reaped, so a recycled pid is never signalled.
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s (pid %d) ignored SIGTERM for %g s; killing it", name, process.pid, timeout_s)
+        process.kill()
+        process.wait()
+
+
 class ChildProcess:
     """A command run with its output appended to a log file; restartable (see :class:`Supervisor`)."""
 
@@ -42,12 +64,7 @@ class ChildProcess:
 
     def exit_cause(self) -> str | None:
         """Why the process is not running, or None while it runs."""
-        if self._process is None:
-            return "it was never started"
-        code = self._process.poll()
-        if code is None:
-            return None
-        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return exit_cause(self._process)
 
     def terminate(self) -> None:
         """Ask the process to stop (SIGTERM: Celery's warm shutdown, the OCR server's drain)."""
@@ -57,13 +74,7 @@ class ChildProcess:
     def stop(self, timeout_s: float) -> None:
         """Terminate, wait up to ``timeout_s``, then kill; close the log file."""
         if self._process is not None:
-            self.terminate()
-            try:
-                self._process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0f s; killing it", self.name, timeout_s)
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, self.name, timeout_s)
             log.info("%s stopped", self.name)
         if self._log_file is not None:
             self._log_file.close()

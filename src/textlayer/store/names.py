@@ -41,16 +41,11 @@ _FALLBACK_UNSAFE = frozenset('"\\;,%')
 def display_name(raw: str | bytes | None) -> str:
     """The client's file name made safe to store, show and log.
 
-    Only the last path component is kept, the name is NFC-normalised, invisible characters are removed,
-    whitespace is collapsed, leading dots are stripped, Windows device names are prefixed with ``_`` and the
-    result fits in ``MAX_NAME_BYTES`` bytes of UTF-8 (keeping a short extension). The result is never empty,
-    and ``display_name(display_name(x)) == display_name(x)``.
-
-    Args:
-        raw: the name as the client sent it; bytes are decoded as UTF-8, invalid sequences replaced.
-
-    Returns:
-        The safe name, ``"document"`` when nothing usable is left.
+    Bytes are decoded as UTF-8, invalid sequences replaced. Only the last path component is kept, the name is
+    NFC-normalised, invisible characters are removed, whitespace is collapsed, leading dots are stripped, Windows
+    device names are prefixed with ``_`` and the result fits in ``MAX_NAME_BYTES`` bytes of UTF-8 (keeping a short
+    extension). The result is never empty (``"document"`` when nothing usable is left), and
+    ``display_name(display_name(x)) == display_name(x)``.
 
     Raises:
         TypeError: ``raw`` is not a string, bytes or None (a caller's bug, not a bad name).
@@ -82,17 +77,10 @@ def display_name(raw: str | bytes | None) -> str:
 
 
 def download_name(display: str, *, suffix: str = ".pdf") -> str:
-    """File name offered for a download of the searchable result: the stem of the display name + suffix.
+    """File name offered for a download of the searchable result: the stem of the display name + ``suffix``.
 
-    ``scan.jpg`` gives ``scan.pdf``, ``document`` gives ``document.pdf``. The display name is cleaned first
-    and so is the result, so any input gives a safe name.
-
-    Args:
-        display: the stored display name (cleaned again, so a raw name works too).
-        suffix: what replaces the extension, dot included.
-
-    Returns:
-        The safe download name.
+    ``scan.jpg`` gives ``scan.pdf``, ``document`` gives ``document.pdf``. The display name is cleaned first (so a raw
+    name works too) and so is the result, so any input gives a safe name.
     """
     name = display_name(display)
     stem, dot, _extension = name.rpartition(".")
@@ -103,17 +91,10 @@ def download_name(display: str, *, suffix: str = ".pdf") -> str:
 def download_headers(display: str, *, suffix: str = ".pdf", content_type: str = "application/pdf") -> dict[str, str]:
     """HTTP headers for serving a result: safe content type, attachment disposition, nosniff.
 
-    ``Content-Disposition`` carries an ASCII ``filename`` for old user agents and the exact name as
-    ``filename*`` (RFC 6266, RFC 5987). ``attachment``, ``nosniff`` and a sandboxing CSP keep a polyglot
-    result from being rendered or run by the browser. No value can contain CR, LF or NUL.
-
-    Args:
-        display: the stored display name.
-        suffix: the download's extension, dot included.
-        content_type: the media type served; a fixed value chosen by the caller, checked.
-
-    Returns:
-        Header names and values.
+    ``Content-Disposition`` carries an ASCII ``filename`` for old user agents and the exact name (from
+    :func:`download_name` with ``suffix``) as ``filename*`` (RFC 6266, RFC 5987). ``attachment``, ``nosniff`` and a
+    sandboxing CSP keep a polyglot result from being rendered or run by the browser. No value can contain CR, LF or
+    NUL. ``content_type`` is a fixed value chosen by the caller, checked.
 
     Raises:
         ValueError: ``content_type`` is not a plain printable-ASCII ``type/subtype[; params]``.

@@ -1,26 +1,13 @@
 """The job store in one SQLite file, shared by the threads and processes of one machine.
 
-Schema (``PRAGMA user_version`` = 1)::
+Tables (see ``_SCHEMA``): ``jobs``, one row per job, and ``job_pages``, the pages recorded done. Times are unix
+seconds (REAL). ``pages_done`` is the row count of the job's ``job_pages``, kept in the same transaction, so
+recording a page twice does not count it twice.
 
-    jobs(id TEXT PRIMARY KEY, tenant, state, reason, message, filename, size_bytes, sha256,
-         pages_total, pages_done, attempts, lease_owner, lease_expires_at, created_at, updated_at,
-         page_errors_json, options_json, idempotency_key, UNIQUE(tenant, idempotency_key))
-    job_pages(job_id -> jobs.id, page, PRIMARY KEY(job_id, page))   the pages recorded done
-    indexes: jobs(tenant, created_at); partial jobs(updated_at) WHERE QUEUED;
-             partial jobs(lease_expires_at) WHERE RUNNING
-
-Times are unix seconds (REAL). ``pages_done`` is the row count of the job's ``job_pages``,
-kept in the same transaction, so recording a page twice does not count it twice.
-
-Concurrency (connections, transactions and schema set-up are :mod:`textlayer.sqlite_db`'s):
-the file is in WAL mode (readers never wait for the writer), synchronous=NORMAL (a commit
-survives a process crash; a power cut may lose the last commits but never corrupts the file),
-and every write runs in ``BEGIN IMMEDIATE``, which takes the write lock up front so that the
-busy timeout applies. With a deferred BEGIN, a transaction that read first and then writes can
-get "database is locked" at once whatever the timeout (measured: 300 of 400 claims from
-4 processes failed; with IMMEDIATE none did). A claim reads and updates the job inside one such
-transaction, so it is a compare-and-set: two workers never both win. Connections enforce
-foreign keys: a ``job_pages`` row must name a job, and goes when its job is deleted.
+Connections, transactions and schema set-up are :mod:`textlayer.sqlite_db`'s (WAL, every write in ``BEGIN
+IMMEDIATE``). A claim reads and updates the job inside one such transaction, so it is a compare-and-set: two
+workers never both win. Connections enforce foreign keys: a ``job_pages`` row must name a job, and goes when its
+job is deleted.
 """
 
 from __future__ import annotations
@@ -167,8 +154,13 @@ def _page_errors_json(page_errors: Sequence[PageError]) -> str:
 class SqliteJobStore(SqliteDatabase):
     """A :class:`~textlayer.store.jobs.JobStore` in one SQLite file.
 
-    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s:
-    one connection per thread and per process, several processes may open the file at once.
+    Connections, transactions and closing are :class:`~textlayer.sqlite_db.SqliteDatabase`'s: one connection per
+    thread and per process, several processes may open the file at once.
+
+    In every method ``job_id`` is the job's id; ``owner`` is the lease holder's name as given to :meth:`claim`, and a
+    write with an ``owner`` that no longer holds the lease writes nothing; ``now`` is the unix time of the call
+    (tests), the clock by default. Every method raises :class:`~textlayer.store.jobs.JobStoreError` when the store
+    cannot be read or written.
     """
 
     _noun = "job store"
@@ -178,11 +170,9 @@ class SqliteJobStore(SqliteDatabase):
     _pragmas = ("PRAGMA foreign_keys = ON",)  # SQLite leaves job_pages' REFERENCES unenforced without it
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
-        """Open the job store file, creating it and its schema when missing.
+        """Open the job store file at ``path`` (its folder must exist), creating it and its schema when missing.
 
-        Args:
-            path: The database file; its folder must exist.
-            busy_timeout_ms: How long a write waits for another writer before failing.
+        ``busy_timeout_ms`` is how long a write waits for another writer before failing.
 
         Raises:
             JobStoreError: The file cannot be opened or created, or is not a job store of this version.
@@ -207,25 +197,14 @@ class SqliteJobStore(SqliteDatabase):
         idempotency_key: str | None = None,
         now: float | None = None,
     ) -> Job:
-        """Create a QUEUED job, or return the existing one for a repeated idempotency key.
+        """Create a QUEUED job for ``tenant``, or return the existing one for a repeated idempotency key.
 
-        Args:
-            tenant: Owner of the job; other tenants can neither see nor touch it.
-            filename: The client's file name, kept as metadata only.
-            size_bytes: Size of the uploaded document.
-            sha256: Hex SHA-256 of the uploaded document.
-            options: JSON-able processing options.
-            idempotency_key: The client's key for this submission: the same (tenant, key)
-                returns the job created the first time, whatever its state, instead of a new one.
-            now: Unix time of creation (tests); defaults to the clock.
-
-        Returns:
-            The new job, or the existing one with this idempotency key.
+        Other tenants can neither see nor touch the job. ``filename`` is the client's file name, kept as metadata only;
+        ``options`` are JSON-able processing options. The same (tenant, ``idempotency_key``) returns the job created the
+        first time, whatever its state, instead of a new one.
 
         Raises:
-            ValueError: ``tenant`` is empty, ``size_bytes`` is negative or ``options`` is not
-                JSON-able.
-            JobStoreError: The store cannot be written.
+            ValueError: ``tenant`` is empty, ``size_bytes`` is negative or ``options`` is not JSON-able.
         """
         if not tenant:
             raise ValueError("tenant must be a non-empty string")
@@ -274,19 +253,11 @@ class SqliteJobStore(SqliteDatabase):
         return job
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
-        """Read a job.
-
-        Args:
-            job_id: The job's id.
-            tenant: When given, the job must belong to this tenant.
-
-        Returns:
-            The job as stored now.
+        """Read a job; with ``tenant``, it must belong to that tenant.
 
         Raises:
-            JobNotFound: No such job, or it belongs to another tenant (same message, so that
-                callers cannot probe other tenants' ids).
-            JobStoreError: The store cannot be read.
+            JobNotFound: No such job, or it belongs to another tenant (same message, so that callers cannot probe other
+                tenants' ids).
         """
         with self._read(f"read job {job_id!r}") as conn:
             job = self._select(conn, job_id)
@@ -297,29 +268,20 @@ class SqliteJobStore(SqliteDatabase):
     def claim(
         self, job_id: str, owner: str, *, lease_s: float, max_attempts: int, now: float | None = None
     ) -> Job | None:
-        """Take the job's lease, in one compare-and-set transaction.
+        """Take the job's lease for ``lease_s`` seconds, in one compare-and-set transaction.
 
-        A claim succeeds only when the job is QUEUED, or RUNNING under a lease that has
-        lapsed at ``now`` (its worker died); the job becomes RUNNING under ``owner``'s lease
-        and its attempts grow by one. A claim that would exceed ``max_attempts`` ends the job
-        FAILED (``too_many_attempts``) instead, so that a document that kills every worker
-        does not loop forever.
-
-        Args:
-            job_id: The job's id.
-            owner: Unique name of this attempt (host, pid, thread...); later calls pass it back.
-            lease_s: How long the lease lasts unless renewed.
-            max_attempts: Most claims a job may get.
-            now: Unix time (tests); defaults to the clock.
+        A claim succeeds only when the job is QUEUED, or RUNNING under a lease that has lapsed at ``now`` (its worker
+        died); the job becomes RUNNING under ``owner``'s lease and its attempts grow by one. ``owner`` is a unique name
+        of this attempt (host, pid, thread...). A claim that would exceed ``max_attempts`` ends the job FAILED
+        (``too_many_attempts``) instead, so that a document that kills every worker does not loop forever.
 
         Returns:
-            The job as claimed, or None when it must not run now: another owner holds a live
-            lease, the job is terminal (or has just failed for too many attempts), or there is
-            no such job (a message about an unknown job has nothing to run).
+            The job as claimed, or None when it must not run now: another owner holds a live lease, the job is terminal
+            (or has just failed for too many attempts), or there is no such job (a message about an unknown job has
+            nothing to run).
 
         Raises:
             ValueError: ``lease_s`` or ``max_attempts`` is not positive, or ``owner`` is empty.
-            JobStoreError: The store cannot be written.
         """
         lease_s = _positive("lease_s", lease_s)
         if max_attempts < 1:
@@ -357,18 +319,10 @@ class SqliteJobStore(SqliteDatabase):
     def renew(self, job_id: str, owner: str, *, lease_s: float, now: float | None = None) -> bool:
         """Extend the lease to ``now + lease_s``.
 
-        Args:
-            job_id: The job's id.
-            owner: The lease holder's name, as given to :meth:`claim`.
-            lease_s: New lease length from now.
-            now: Unix time (tests); defaults to the clock.
-
-        Returns:
-            False when ``owner`` no longer holds the lease (another claim took it, or the job ended).
+        Returns False when ``owner`` no longer holds the lease (another claim took it, or the job ended).
 
         Raises:
             ValueError: ``lease_s`` is not positive.
-            JobStoreError: The store cannot be written.
         """
         lease_s = _positive("lease_s", lease_s)
         at = _now(now)
@@ -380,19 +334,10 @@ class SqliteJobStore(SqliteDatabase):
         return cursor.rowcount == 1
 
     def set_pages_total(self, job_id: str, owner: str, total: int) -> bool:
-        """Record the document's page count.
-
-        Args:
-            job_id: The job's id.
-            owner: The lease holder's name.
-            total: Pages in the document.
-
-        Returns:
-            False when ``owner`` no longer holds the lease (nothing is written).
+        """Record the document's page count; False when ``owner`` no longer holds the lease.
 
         Raises:
             ValueError: ``total`` is negative.
-            JobStoreError: The store cannot be written.
         """
         if total < 0:
             raise ValueError(f"total must not be negative, got {total}")
@@ -404,12 +349,7 @@ class SqliteJobStore(SqliteDatabase):
         return cursor.rowcount == 1
 
     def page_done(self, job_id: str, owner: str, page: int) -> int:
-        """Record that page ``page``'s result is stored; recording it again changes nothing.
-
-        Args:
-            job_id: The job's id.
-            owner: The lease holder's name; another owner's call records nothing.
-            page: Zero-based page index.
+        """Record that ``page``'s result is stored; recording it again changes nothing.
 
         Returns:
             Distinct pages recorded done so far (those of earlier attempts included).
@@ -417,7 +357,6 @@ class SqliteJobStore(SqliteDatabase):
         Raises:
             ValueError: ``page`` is negative or not below the job's ``pages_total``.
             JobNotFound: There is no such job.
-            JobStoreError: The store cannot be written.
         """
         if page < 0:
             raise ValueError(f"page must not be negative, got {page}")
@@ -453,24 +392,14 @@ class SqliteJobStore(SqliteDatabase):
         page_errors: Sequence[PageError] = (),
         now: float | None = None,
     ) -> bool:
-        """End the job in a terminal state and drop its lease.
-
-        Args:
-            job_id: The job's id.
-            owner: The lease holder's name.
-            state: SUCCEEDED, SUCCEEDED_WITH_ERRORS or FAILED.
-            reason: Stable failure code (for FAILED).
-            message: The failure in a sentence a person understands.
-            page_errors: Pages that could not be read.
-            now: Unix time (tests); defaults to the clock.
+        """End the job in terminal ``state`` (with failure ``reason``, ``message``, ``page_errors``); drop its lease.
 
         Returns:
-            False when the lease was lost (another claim took the job, or it already ended):
-            nothing is written, the other attempt's result stands.
+            False when the lease was lost (another claim took the job, or it already ended): nothing is written, the
+            other attempt's result stands.
 
         Raises:
             ValueError: ``state`` is not terminal.
-            JobStoreError: The store cannot be written.
         """
         state = JobState(state)
         if not state.terminal:
@@ -487,17 +416,11 @@ class SqliteJobStore(SqliteDatabase):
     def fail(self, job_id: str, *, reason: str, message: str, now: float | None = None) -> None:
         """Mark the job FAILED whatever its state, dropping any lease.
 
-        Meant for refusing a document before any worker runs it (too large, not a PDF...).
-
-        Args:
-            job_id: The job's id.
-            reason: Stable failure code, e.g. ``file_too_large``.
-            message: The failure in a sentence a person understands.
-            now: Unix time (tests); defaults to the clock.
+        Meant for refusing a document before any worker runs it (too large, not a PDF...); ``reason`` is a stable code
+        such as ``file_too_large``.
 
         Raises:
             JobNotFound: There is no such job.
-            JobStoreError: The store cannot be written.
         """
         at = _now(now)
         with self._write(f"fail job {job_id!r}") as conn:
@@ -512,19 +435,8 @@ class SqliteJobStore(SqliteDatabase):
     def requeue(self, job_id: str, owner: str, *, now: float | None = None) -> bool:
         """Give the job up: back to QUEUED with no lease, for another attempt to claim.
 
-        Attempts are not given back, so a job that is given up every time still reaches
-        ``max_attempts``; pages recorded done stay done.
-
-        Args:
-            job_id: The job's id.
-            owner: The lease holder's name.
-            now: Unix time (tests); defaults to the clock.
-
-        Returns:
-            False when ``owner`` does not hold the lease (nothing is written).
-
-        Raises:
-            JobStoreError: The store cannot be written.
+        Returns False when ``owner`` does not hold the lease. Attempts are not given back, so a job that is given
+        up every time still reaches ``max_attempts``; pages recorded done stay done.
         """
         at = _now(now)
         with self._write(f"requeue job {job_id!r}") as conn:
@@ -536,19 +448,10 @@ class SqliteJobStore(SqliteDatabase):
         return cursor.rowcount == 1
 
     def stuck(self, *, queued_older_than_s: float, now: float | None = None) -> builtins.list[Job]:
-        """Jobs a reconciler should publish again.
+        """Jobs a reconciler should publish again, oldest change first.
 
-        Args:
-            queued_older_than_s: A job QUEUED for longer than this lost its message (or is
-                about to be picked up: publishing twice is harmless).
-            now: Unix time (tests); defaults to the clock.
-
-        Returns:
-            QUEUED jobs queued before ``now - queued_older_than_s`` and RUNNING jobs whose
-            lease lapsed at ``now`` (their worker died), oldest change first.
-
-        Raises:
-            JobStoreError: The store cannot be read.
+        These are QUEUED jobs queued before ``now - queued_older_than_s`` (they lost their message, or are about to be
+        picked up: publishing twice is harmless) and RUNNING jobs whose lease lapsed at ``now`` (their worker died).
         """
         at = _now(now)
         with self._read("list stuck jobs") as conn:
@@ -561,11 +464,7 @@ class SqliteJobStore(SqliteDatabase):
         return [_job_from_row(row) for row in rows]
 
     def earlier_result(self, tenant: str, sha256: str, *, other_than: str) -> Job | None:
-        """The tenant's newest SUCCEEDED job of the same bytes and options (its result can be reused).
-
-        Raises:
-            JobStoreError: The store cannot be read.
-        """
+        """The tenant's newest SUCCEEDED job of the same bytes and options (its result can be reused)."""
         with self._read("look for an identical earlier document") as conn:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? AND sha256 = ? AND state = 'SUCCEEDED' AND id != ?"
@@ -576,18 +475,7 @@ class SqliteJobStore(SqliteDatabase):
         return None if row is None else _job_from_row(row)
 
     def list(self, tenant: str, *, limit: int = 100) -> builtins.list[Job]:
-        """The tenant's jobs, newest first.
-
-        Args:
-            tenant: Whose jobs.
-            limit: Most jobs returned; 0 or less returns none.
-
-        Returns:
-            Jobs by creation time, newest first.
-
-        Raises:
-            JobStoreError: The store cannot be read.
-        """
+        """The tenant's jobs by creation time, newest first; at most ``limit`` (none when it is 0 or less)."""
         if limit <= 0:
             return []
         with self._read(f"list the jobs of tenant {tenant!r}") as conn:

@@ -77,12 +77,9 @@ def probe_scale(shape: tuple[int, ...]) -> float:
 def choose_scale(line_heights_px: list[float], shape: tuple[int, ...]) -> float:
     """Pick the detector scale that brings the page's typical line to TARGET_LINE_HEIGHT_PX.
 
-    A 600-dpi receipt is shrunk (full size costs seconds of detection for nothing); a
-    100-dpi form is enlarged a little; the result is capped by the detector size limits.
-
-    Args:
-        line_heights_px: heights of the lines found by the probe, in original pixels.
-        shape: the image shape.
+    A 600-dpi receipt is shrunk (full size costs seconds of detection for nothing); a 100-dpi form is enlarged a little;
+    the result is capped by the detector size limits. ``line_heights_px`` are the heights of the lines found by the
+    probe, in original pixels.
     """
     height, width = shape[0], shape[1]
     if line_heights_px:
@@ -109,11 +106,7 @@ def probe_is_enough(line_heights_px: list[float], probe: float) -> bool:
 
 
 def preprocess(image: np.ndarray, scale: float, params: DetectorParams) -> tuple[np.ndarray, float, float]:
-    """Resize to a multiple of 32 and normalise into a 1x3xHxW float32 batch.
-
-    Returns:
-        the batch and the x and y factors from detector pixels back to image pixels.
-    """
+    """Resize to a multiple of 32 and normalise into a 1x3xHxW float32 batch; with x, y factors back to image pixels."""
     height, width = image.shape[:2]
     out_h = max(32, int(round(height * scale / 32)) * 32)
     out_w = max(32, int(round(width * scale / 32)) * 32)
@@ -148,13 +141,9 @@ def _box_score(prob: np.ndarray, quad: np.ndarray) -> float:
 
 
 def boxes_from_probability(prob: np.ndarray, params: DetectorParams, factor_x: float, factor_y: float) -> list[TextBox]:
-    """DB post-processing: binarise, contours, score, unclip, minimum-area rotated boxes.
+    """DB post-processing of an HxW probability map: binarise, contours, score, unclip, minimum-area rotated boxes.
 
-    Args:
-        prob: HxW text probability map.
-        params: thresholds.
-        factor_x: multiply detector x by this to get image x.
-        factor_y: same for y.
+    ``factor_x`` and ``factor_y`` scale detector x and y to image x and y.
     """
     bitmap = (prob > params.binarize_threshold).astype(np.uint8)
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)

@@ -1,9 +1,8 @@
 """Reading order: group lines into blocks and columns and read them as a person would (pure Python).
 
-The page is cut recursively (an XY-cut): a region whose lines leave a vertical gutter
-free and whose parts look like running text is read column by column; otherwise it is
-cut at horizontal gaps into bands, and consecutive bands that share a column gutter are
-regrouped first, so two columns with aligned baselines are not read across. Regions that
+The page is cut recursively (an XY-cut): a region whose lines leave a vertical gutter free and whose parts look like
+running text is read column by column; otherwise it is cut at horizontal gaps into bands, and consecutive bands that
+share a column gutter are regrouped first, so two columns with aligned baselines are not read across. Regions that
 cannot be cut are read row by row (forms, tables, receipts: label then value).
 """
 
@@ -166,14 +165,7 @@ def _same_paragraph(above: list[LayoutLine], below: list[LayoutLine]) -> bool:
 
 
 def reading_order(lines: Sequence[LayoutLine]) -> list[tuple[int, int]]:
-    """Order lines for reading.
-
-    Args:
-        lines: every line of the page with its deskewed box and character count.
-
-    Returns:
-        ``(line index, block number)`` pairs in reading order.
-    """
+    """Order every line of the page for reading: ``(line index, block number)`` pairs."""
     if not lines:
         return []
     typical = float(np.median([ln.height for ln in lines]))

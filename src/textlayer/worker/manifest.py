@@ -155,12 +155,8 @@ def sha256_of(path: Path) -> str:
 def read_verified(spec: ModelSpec, path: Path | None = None) -> bytes:
     """Read a model file and check its sha256 against the manifest.
 
-    The bytes that were hashed are the bytes returned, so a file swapped after the check
-    is never loaded.
-
-    Args:
-        spec: the manifest entry.
-        path: read this file instead of the package's (tests, air-gapped copies).
+    The bytes that were hashed are the bytes returned, so a file swapped after the check is never loaded. ``path`` is
+    read instead of the package's file (tests, air-gapped copies).
 
     Raises:
         ModelError: the file is missing or its hash differs (both hashes are named).

@@ -23,14 +23,7 @@ def rotate_image(image: np.ndarray, degrees: int) -> np.ndarray:
 
 
 def unrotate_points(points: np.ndarray, degrees: int, width: int, height: int) -> np.ndarray:
-    """Map points of a page turned clockwise by ``degrees`` back to the original page.
-
-    Args:
-        points: Nx2 points in the turned page.
-        degrees: 0, 90, 180 or 270.
-        width: the original page's width.
-        height: the original page's height.
-    """
+    """Map Nx2 points of a page turned clockwise by ``degrees`` (0, 90, 180, 270) back to the original page."""
     x, y = points[:, 0], points[:, 1]
     degrees %= 360
     if degrees == 90:

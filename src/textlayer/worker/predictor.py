@@ -1,7 +1,4 @@
-"""OcrPredictor: one page image in, a PageText out (orientation, detection, recognition, layout).
-
-Runs wherever the engine runs: in the CLI process, or inside a sandboxed worker.
-"""
+"""OcrPredictor: page image in, PageText out (orientation, detection, recognition, layout), in the CLI or a worker."""
 
 from __future__ import annotations
 
@@ -76,10 +73,8 @@ class OcrPredictor:
     ) -> OcrPredictor:
         """Verify and load the models of a set from the manifest.
 
-        Args:
-            model: the model set (``small`` = PP-OCRv6 small, ``tiny``).
-            manifest_path: another manifest than the packaged one.
-            threads: onnxruntime intra-op threads per model.
+        ``model`` names the set (``small`` = PP-OCRv6 small, ``tiny``); ``manifest_path`` replaces the packaged
+        manifest; ``threads`` are onnxruntime intra-op threads per model.
 
         Raises:
             ModelError: unknown set, missing package, hash mismatch, unloadable model.
@@ -108,8 +103,6 @@ class OcrPredictor:
         )
         log.info("loaded model set %s (%s, %s)", model, chosen.detector.name, chosen.recognizer.name)
         return cls(models, model)
-
-    # -- stages -------------------------------------------------------------------------
 
     def _detect(self, image: np.ndarray, scale: float) -> list[detection.TextBox]:
         batch, fx, fy = detection.preprocess(image, scale, self._m.detector_params)
@@ -144,15 +137,7 @@ class OcrPredictor:
         return rotation % 360, image, boxes, scale
 
     def recognize(self, image: np.ndarray, dpi: float | None = None) -> PageText:
-        """OCR one page image.
-
-        Args:
-            image: uint8 grayscale (HxW) or BGR (HxWx3) page.
-            dpi: the scan's resolution when known (kept in the result).
-
-        Returns:
-            Lines and words in reading order, quads in the pixels of ``image``.
-        """
+        """OCR a uint8 HxW gray or HxWx3 BGR page: lines, words in reading order, quads in its pixels; keeps ``dpi``."""
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
             raise ValueError(f"expected a uint8 HxW or HxWx3 image, got {image.dtype} {image.shape}")
         height, width = image.shape[:2]

@@ -109,11 +109,7 @@ def plan_batches(crops: Sequence[np.ndarray]) -> list[list[int]]:
 
 
 def recognition_batch(crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float]]:
-    """Batch for the recognizer: height 48, common padded width, zeros on the right.
-
-    Returns:
-        the batch and, per crop, the factor from resized pixels back to crop pixels.
-    """
+    """Recognizer batch (height 48, common padded width, zeros on the right) and per crop the factor to crop pixels."""
     widths = [_resized_width(c) for c in crops]
     padded = max(widths)
     batch = np.zeros((len(crops), 3, INPUT_HEIGHT_PX, padded), dtype=np.float32)
@@ -130,12 +126,9 @@ def ctc_decode(
 ) -> DecodedLine:
     """Greedy CTC decoding that keeps each character's confidence and position.
 
-    Args:
-        probs: TxC class probabilities of one line (class 0 = blank).
-        charset: class index -> character (index 0 unused).
-        frame_px: width of one output frame in resized-input pixels.
-        factor: resized-input pixels -> crop pixels.
-        crop_width: the crop's width, for word geometry later.
+    ``probs`` are one line's TxC class probabilities (class 0 = blank, so ``charset[0]`` is unused); ``frame_px`` is the
+    width of one output frame in resized-input pixels, and ``factor`` turns those into crop pixels; ``crop_width`` is
+    kept for word geometry later.
     """
     best = probs.argmax(axis=1)
     best_p = probs[np.arange(len(best)), best]
@@ -160,13 +153,7 @@ def recognise(
     run_model: Callable[[np.ndarray], np.ndarray],
     charset: Sequence[str],
 ) -> list[DecodedLine]:
-    """Recognise line crops in width-sorted batches: one model call per batch.
-
-    Args:
-        crops: upright line images.
-        run_model: the recognizer (NCHW float32 -> NxTxC probabilities).
-        charset: class index -> character.
-    """
+    """Recognise upright line crops in width-sorted batches, one ``run_model`` (NCHW float32 -> NxTxC) call each."""
     results: list[DecodedLine | None] = [None] * len(crops)
     for indices in plan_batches(crops):
         batch, factors = recognition_batch([crops[i] for i in indices])

@@ -1,10 +1,9 @@
 """The gRPC OCR server: a SandboxPool of jailed workers behind ``OcrService`` (one of two grpc imports).
 
-Health says SERVING only once every worker is warm and verified; SIGTERM drains (NOT_SERVING,
-a pause so clients move away, then a graceful stop); SIGUSR1/SIGUSR2 take the server out of and
-back into rotation without stopping it. A bounded queue answers RESOURCE_EXHAUSTED when full.
-Errors map to status codes; the reason code of a refused page travels in the
-``textlayer-reason`` trailing metadata.
+Health says SERVING only once every worker is warm and verified; SIGTERM drains (NOT_SERVING, a pause so clients move
+away, then a graceful stop); SIGUSR1/SIGUSR2 take the server out of and back into rotation without stopping it. A
+bounded queue answers RESOURCE_EXHAUSTED when full. Errors map to status codes; the reason code of a refused page
+travels in the ``textlayer-reason`` trailing metadata.
 """
 
 from __future__ import annotations
@@ -224,13 +223,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 async def serve(recognizer: PageRecognizer, config: ServerConfig, *, ready: Callable[[], None] | None = None) -> None:
-    """Run the server until SIGTERM/SIGINT, then drain and stop.
-
-    Args:
-        recognizer: a started SandboxPool (or a stand-in).
-        config: addresses, capacity, TLS, token, metrics.
-        ready: called once the server listens and reports SERVING.
-    """
+    """Serve a started SandboxPool (or stand-in) until SIGTERM/SIGINT, then drain and stop; ``ready()`` once SERVING."""
     metrics = ServerMetrics(deaths=getattr(recognizer, "deaths", None))
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)

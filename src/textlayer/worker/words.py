@@ -18,7 +18,7 @@ MIN_WORD_WIDTH_RATIO = 0.8
 """Narrowest word box, as a share of the text height (about one character cell)."""
 
 BOX_MARGIN_X = 0.08
-"""...and this share of the text height left and right of it."""
+"""Word boxes reach this share of the text height left and right of the ink."""
 
 
 def ink_mask(crop: np.ndarray) -> np.ndarray:
@@ -145,15 +145,11 @@ def _point_on_line(quad: np.ndarray, u: float, v: float) -> tuple[float, float]:
 def place_words(line: DecodedLine, quad: np.ndarray, ink: np.ndarray | None = None) -> list[Word]:
     """Turn a decoded line into words with quads in page coordinates.
 
-    Each word spans from half a character pitch before its first character's centre to
-    half a pitch after its last one, along the line's quad; rotated lines therefore give
-    rotated word quads. A word's confidence is the mean of its characters'.
-
-    Args:
-        line: the recognizer's output for one crop.
-        quad: the crop's quad on the page, starting at the top-left corner of the text as
-            read (for a line read upside down, that is the page's bottom-right corner).
-        ink: the crop's dark pixels (:func:`ink_mask`), to fit boxes to the letters.
+    Each word spans from half a character pitch before its first character's centre to half a pitch after its last one,
+    along the line's quad; rotated lines therefore give rotated word quads. A word's confidence is the mean of its
+    characters'. ``quad`` is the crop's quad on the page, starting at the top-left corner of the text as read (for a
+    line read upside down, that is the page's bottom-right corner); ``ink``, the crop's dark pixels (:func:`ink_mask`),
+    fits the boxes to the letters.
     """
     chars = line.chars
     v0, v1 = (0.0, 1.0) if ink is None else ink_band(ink)
