@@ -88,6 +88,29 @@ class Settings:
     """OCR servers; None: the OCR server of ``textlayer up`` on this machine."""
     tenant: str = field(default=DEFAULT_TENANT, metadata=_env("TEXTLAYER_TENANT"))
     """Default tenant of the command line."""
+    api_url: str | None = field(default=None, metadata=_env("TEXTLAYER_API_URL"))
+    """The HTTP API the commands submit, status, get and search use instead of the local files (with a token)."""
+    token: str | None = field(default=None, repr=False, metadata=_env("TEXTLAYER_TOKEN"))
+    """Bearer token of the HTTP API (``textlayer tokens create``)."""
+    api_listen: str = field(default="127.0.0.1:8080", metadata=_env("TEXTLAYER_API_LISTEN"))
+    """Where ``textlayer api`` and ``textlayer up`` serve the HTTP API (``HOST:PORT``)."""
+    retention_days: int | None = field(default=None, metadata=_env("TEXTLAYER_RETENTION_DAYS"))
+    """Finished jobs older than this are deleted (blobs, index rows, job row) by a periodic sweep; None: kept."""
+    webhook_allow: str | None = field(default=None, metadata=_env("TEXTLAYER_WEBHOOK_ALLOW"))
+    """Comma-separated hosts (``hooks.example.com``, ``*.example.com``, ``*``) and networks (``127.0.0.1/32``)
+    that callbacks may go to; None: no callbacks. Link-local and metadata addresses are never allowed."""
+    webhook_backoff_ms: int = field(default=5000, metadata=_env("TEXTLAYER_WEBHOOK_BACKOFF_MS"))
+    """Wait before the second delivery attempt of a webhook; it doubles after each failure (up to 10 hours)."""
+    webhook_retry_s: int = field(default=24 * 3600, metadata=_env("TEXTLAYER_WEBHOOK_RETRY_S"))
+    """How long a webhook is retried after its first attempt (the last attempt is made at the end of it)."""
+    uploads_per_minute: int = field(default=120, metadata=_env("TEXTLAYER_UPLOADS_PER_MINUTE"))
+    """Uploads a tenant may start per minute (HTTP API); more are answered 429."""
+    max_stored_mib: int = field(default=10240, metadata=_env("TEXTLAYER_MAX_STORED_MIB"))
+    """Uploaded bytes a tenant may keep stored, in MiB (HTTP API); past it uploads are answered 429."""
+    pages_per_day: int = field(default=20000, metadata=_env("TEXTLAYER_PAGES_PER_DAY"))
+    """Pages a tenant's uploads of the last 24 hours may have (HTTP API); past it uploads are answered 429."""
+    upload_idle_s: int = field(default=60, metadata=_env("TEXTLAYER_UPLOAD_IDLE_S"))
+    """An upload that sends nothing for this long is answered 408 and dropped."""
     crash_on_filename: str | None = field(default=None, metadata=_env("TEXTLAYER_TEST_CRASH_ON_FILENAME"))
     """Tests only (and only with ``TEXTLAYER_TEST_HOOKS=1``): SIGKILL the process that runs a job
     with this file name (a poison document)."""
@@ -114,7 +137,8 @@ class Settings:
             raw = environ.get(spec.metadata["env"]) or None
             if raw is None or spec.name == "data_dir":
                 continue
-            values[spec.name] = _int(spec.metadata["env"], raw, spec.metadata["minimum"]) if spec.type == "int" else raw
+            is_int = spec.type in ("int", "int | None")
+            values[spec.name] = _int(spec.metadata["env"], raw, spec.metadata["minimum"]) if is_int else raw
         if environ.get("TEXTLAYER_TEST_HOOKS") != "1":
             values.pop("crash_on_filename", None)
         return cls(**values)

@@ -87,7 +87,8 @@ class SearchHit:
     ``snippet`` is a short excerpt of the page text (about ten words) with every matching word wrapped in square
     brackets, e.g. ``"the [invoice] total is"``; ``…`` marks text cut at either end. ``boxes`` are the pixel boxes of
     the page's words that match a query term (case- and accent-insensitive), in reading order. ``rank`` orders hits:
-    lower is more relevant (SQLite's bm25 convention); it is only comparable within one search.
+    lower is more relevant (SQLite's bm25 convention); it is only comparable within one search, and is computed
+    from the tenant's own documents only.
     """
 
     tenant: str
@@ -119,10 +120,11 @@ class SearchIndex(Protocol):
         """Remove a document's pages; removing a missing document does nothing."""
         ...
 
-    def search(self, tenant: str, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Find the tenant's pages that contain every word of ``query``, best first, at most ``limit``.
+    def search(self, tenant: str, query: str, *, limit: int = 20, offset: int = 0) -> list[SearchHit]:
+        """Find the tenant's pages that contain every word of ``query``, best first, at most ``limit`` after ``offset``.
 
-        Punctuation and search operators in ``query`` are ignored; a query without words finds nothing.
+        Punctuation and search operators in ``query`` are ignored; a query without words finds nothing. The ranking
+        depends on the tenant's own documents only.
         """
         ...
 

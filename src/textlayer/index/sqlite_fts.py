@@ -10,20 +10,23 @@ Connections, transactions and schema set-up (WAL, every write in ``BEGIN IMMEDIA
 
 Queries: the tenant is a SQL ``WHERE tenant = ?`` condition, never part of the MATCH text, and the user's words
 are each double-quoted (quotes inside doubled), so no query text can reach FTS5's operators, column filters or
-another tenant's rows.
+another tenant's rows. Ranking is BM25 computed here from the tenant's own pages (page count, average length,
+pages per term), not FTS5's ``bm25()``, whose statistics span the whole table: with it, another tenant's documents
+would change the order of a tenant's hits, which tells something about them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from textlayer.elements import PageText, quad_bbox
 from textlayer.errors import SearchIndexError
-from textlayer.index.base import Box, SearchHit, matching_boxes, query_terms
+from textlayer.index.base import Box, SearchHit, matching_boxes, query_terms, split_terms, term_key
 from textlayer.sqlite_db import SqliteDatabase
 
 log = logging.getLogger(__name__)
@@ -71,15 +74,56 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
-_SEARCH_SQL = f"""
-    SELECT p.document_id, p.page, p.words_json,
-           snippet(pages_fts, 0, '[', ']', '…', {SNIPPET_WORDS}) AS snippet,
-           bm25(pages_fts) AS rank
+BM25_K1 = 1.2
+"""BM25 term-frequency saturation (the value FTS5's ``bm25()`` uses)."""
+
+BM25_B = 0.75
+"""BM25 length normalisation (the value FTS5's ``bm25()`` uses)."""
+
+_CANDIDATES_SQL = """
+    SELECT p.id, p.document_id, p.page, p.text
     FROM pages_fts JOIN pages AS p ON p.id = pages_fts.rowid
     WHERE pages_fts MATCH ? AND p.tenant = ?
-    ORDER BY rank, p.document_id, p.page
-    LIMIT ?
 """
+
+_MATCH_COUNT_SQL = """
+    SELECT count(*) FROM pages_fts JOIN pages AS p ON p.id = pages_fts.rowid
+    WHERE pages_fts MATCH ? AND p.tenant = ?
+"""
+
+_TENANT_STATS_SQL = "SELECT count(*), coalesce(sum(length(text)), 0) FROM pages WHERE tenant = ?"
+
+_DETAILS_SQL = f"""
+    SELECT p.id, p.words_json, snippet(pages_fts, 0, '[', ']', '…', {SNIPPET_WORDS})
+    FROM pages_fts JOIN pages AS p ON p.id = pages_fts.rowid
+    WHERE pages_fts MATCH ? AND p.tenant = ? AND p.id IN (SELECT value FROM json_each(?))
+"""
+
+
+def bm25_scores(
+    texts: Sequence[str], terms: Sequence[str], *, pages: int, total_length: int, pages_with: Sequence[int]
+) -> list[float]:
+    """BM25 score of each page text (higher is better) from one tenant's statistics.
+
+    Args:
+        texts: the matching pages' texts.
+        terms: the query's terms.
+        pages: the tenant's pages.
+        total_length: their summed text length (characters; a page's length is counted the same way).
+        pages_with: per term, the tenant's pages that contain it.
+    """
+    keys = [term_key(term) for term in terms]
+    average = total_length / pages if pages else 1.0
+    idf = [math.log((pages - n + 0.5) / (n + 0.5) + 1.0) for n in pages_with]
+    scores = []
+    for text in texts:
+        counts: dict[str, int] = {}
+        for word in split_terms(text):
+            key = term_key(word)
+            counts[key] = counts.get(key, 0) + 1
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * len(text) / (average or 1.0))
+        scores.append(sum(w * counts.get(k, 0) * (BM25_K1 + 1) / (counts.get(k, 0) + norm) for w, k in zip(idf, keys)))
+    return scores
 
 
 def fts_query(terms: Sequence[str]) -> str:
@@ -175,29 +219,51 @@ class SqliteSearchIndex(SqliteDatabase):
             conn.execute("DELETE FROM pages WHERE tenant = ? AND document_id = ?", (tenant, document_id))
         log.debug("removed %s/%s from the index", tenant, document_id)
 
-    def search(self, tenant: str, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Find the tenant's pages that contain every word of ``query``, best first (bm25), at most ``limit``.
+    def search(self, tenant: str, query: str, *, limit: int = 20, offset: int = 0) -> list[SearchHit]:
+        """Find the tenant's pages that contain every word of ``query``, best first, at most ``limit`` after ``offset``.
 
         Words are runs of Unicode letters and digits; case and accents are ignored (``CAFÉ`` finds ``cafe``) and a word
         matches whole words only. Punctuation and FTS5 syntax in the query (quotes, ``OR``, ``NEAR(``, ``*``, ``^``...)
-        are plain text. A query without words, or a ``limit`` of 0 or less, finds nothing.
+        are plain text. A query without words, or a ``limit`` of 0 or less, finds nothing. The order is BM25 over the
+        tenant's own pages (see the module docstring), ties by document and page.
         """
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
+        match = fts_query(terms)
         with self._read("search") as conn:
-            rows = conn.execute(_SEARCH_SQL, (fts_query(terms), tenant, int(limit))).fetchall()
-        return [
-            SearchHit(
-                tenant=tenant,
-                document_id=document_id,
-                page=page,
-                snippet=snippet,
-                boxes=matching_boxes(_words_from_json(words_json), terms),
-                rank=rank,
+            candidates = conn.execute(_CANDIDATES_SQL, (match, tenant)).fetchall()
+            if not candidates:
+                return []
+            pages, total_length = conn.execute(_TENANT_STATS_SQL, (tenant,)).fetchone()
+            pages_with = [
+                int(conn.execute(_MATCH_COUNT_SQL, (fts_query([term]), tenant)).fetchone()[0]) for term in terms
+            ]
+            scores = bm25_scores(
+                [row[3] for row in candidates],
+                terms,
+                pages=int(pages),
+                total_length=int(total_length),
+                pages_with=pages_with,
             )
-            for document_id, page, words_json, snippet, rank in rows
-        ]
+            ranked = sorted(zip(scores, candidates, strict=True), key=lambda item: (-item[0], item[1][1], item[1][2]))
+            chosen = ranked[max(0, int(offset)) : max(0, int(offset)) + int(limit)]
+            ids = json.dumps([row[0] for _, row in chosen])
+            details = {row[0]: (row[1], row[2]) for row in conn.execute(_DETAILS_SQL, (match, tenant, ids))}
+        hits = []
+        for score, (row_id, document_id, page, _) in chosen:
+            words_json, snippet = details[row_id]
+            hits.append(
+                SearchHit(
+                    tenant=tenant,
+                    document_id=document_id,
+                    page=page,
+                    snippet=snippet,
+                    boxes=matching_boxes(_words_from_json(words_json), terms),
+                    rank=-score,
+                )
+            )
+        return hits
 
     def page_count(self, tenant: str, document_id: str) -> int:
         """Number of pages stored for a document, text-less pages included (0 when it is not indexed)."""

@@ -9,10 +9,12 @@ from textlayer.store.jobs import (
     TOO_MANY_ATTEMPTS,
     Job,
     JobNotFound,
+    JobRunning,
     JobState,
     JobStore,
     JobStoreError,
     PageError,
+    Usage,
 )
 from textlayer.store.sqlite_jobs import SqliteJobStore
 
@@ -22,6 +24,7 @@ __all__ = [
     "BlobStore",
     "Job",
     "JobNotFound",
+    "JobRunning",
     "JobState",
     "JobStore",
     "JobStoreError",
@@ -30,4 +33,5 @@ __all__ = [
     "SUCCEEDED_STATES",
     "TERMINAL_STATES",
     "TOO_MANY_ATTEMPTS",
+    "Usage",
 ]

@@ -53,6 +53,12 @@ class JobNotFound(TextlayerError):
     reason = "job_not_found"
 
 
+class JobRunning(TextlayerError):
+    """The job is RUNNING under a live lease, so it cannot be deleted now (try again once it ends)."""
+
+    reason = "job_running"
+
+
 class JobStoreError(TextlayerError):
     """The job store cannot be opened, read or written."""
 
@@ -71,6 +77,20 @@ class PageError:
     """Stable machine-readable code, e.g. ``ocr_unavailable``."""
     message: str
     """A sentence a person understands."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one tenant's jobs hold, for quotas."""
+
+    jobs: int
+    """Jobs the tenant has."""
+    bytes_stored: int
+    """Sum of the uploads' sizes."""
+    pages_since: int
+    """Pages of the jobs created since the time asked about (counted ones only)."""
+    oldest_since: float | None
+    """Creation time of the oldest job with pages since that time, else None."""
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ from textlayer.store.jobs import (
     TOO_MANY_ATTEMPTS,
     Job,
     JobNotFound,
+    JobRunning,
     JobState,
     JobStoreError,
     PageError,
+    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -206,6 +208,33 @@ class SqliteJobStore(SqliteDatabase):
         Raises:
             ValueError: ``tenant`` is empty, ``size_bytes`` is negative or ``options`` is not JSON-able.
         """
+        job, _ = self.create_if_new(
+            tenant,
+            filename=filename,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            options=options,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        return job
+
+    def create_if_new(
+        self,
+        tenant: str,
+        *,
+        filename: str,
+        size_bytes: int,
+        sha256: str,
+        options: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        now: float | None = None,
+    ) -> tuple[Job, bool]:
+        """:meth:`create`, also saying whether this call created the job (False: the idempotency key's earlier job).
+
+        Raises:
+            ValueError: As :meth:`create`.
+        """
         if not tenant:
             raise ValueError("tenant must be a non-empty string")
         if size_bytes < 0:
@@ -230,7 +259,7 @@ class SqliteJobStore(SqliteDatabase):
                             tenant,
                             existing.id,
                         )
-                    return existing
+                    return existing, False
             conn.execute(
                 "INSERT INTO jobs (id, tenant, state, filename, size_bytes, sha256, created_at, updated_at,"
                 " options_json, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -250,7 +279,7 @@ class SqliteJobStore(SqliteDatabase):
             job = self._select(conn, job_id)
         assert job is not None  # inserted in this transaction
         log.debug("created job %s for tenant %r", job_id, tenant)
-        return job
+        return job, True
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
         """Read a job; with ``tenant``, it must belong to that tenant.
@@ -484,3 +513,94 @@ class SqliteJobStore(SqliteDatabase):
                 (tenant, int(limit)),
             ).fetchall()
         return [_job_from_row(row) for row in rows]
+
+    # -- for the HTTP API: pages of jobs, deletion, quotas, retention -------------------------------
+
+    def page(
+        self,
+        tenant: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 100,
+        after: tuple[float, str] | None = None,
+    ) -> builtins.list[Job]:
+        """The tenant's jobs, newest first, optionally in one ``state``, for keyset pagination.
+
+        ``after`` is the ``(created_at, id)`` of the last job of the previous page; the page starts after it.
+        """
+        if limit <= 0:
+            return []
+        where = "tenant = ?"
+        params: builtins.list[object] = [tenant]
+        if state is not None:
+            where += " AND state = ?"
+            params.append(JobState(state).value)
+        if after is not None:
+            where += " AND (created_at < ? OR (created_at = ? AND id > ?))"
+            params += [float(after[0]), float(after[0]), str(after[1])]
+        with self._read(f"list the jobs of tenant {tenant!r}") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY created_at DESC, id LIMIT ?", (*params, int(limit))
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def delete(self, job_id: str, tenant: str, *, now: float | None = None) -> Job:
+        """Remove the tenant's job row (its pages go with it); the caller removes its blobs and index rows.
+
+        A job RUNNING under a live lease is refused, in the same transaction as the check, so a worker can never claim
+        a job that is being deleted: either the claim comes first (and the delete is refused) or the claim finds
+        nothing.
+
+        Returns:
+            The job as it was.
+
+        Raises:
+            JobNotFound: No such job, or another tenant's.
+            JobRunning: A worker holds the job's live lease.
+        """
+        at = _now(now)
+        with self._write(f"delete job {job_id!r}") as conn:
+            job = self._select(conn, job_id)
+            if job is None or job.tenant != tenant:
+                raise JobNotFound(f"there is no job {job_id!r}")
+            if job.lease_live(at):
+                raise JobRunning(f"job {job_id!r} is being processed; delete it once it has ended")
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        log.info("deleted job %s of tenant %r", job_id, tenant)
+        return job
+
+    def usage(self, tenant: str, *, since: float) -> Usage:
+        """What the tenant's jobs hold: jobs, bytes uploaded, and pages of the jobs created since ``since``."""
+        with self._read(f"measure the usage of tenant {tenant!r}") as conn:
+            jobs, stored = conn.execute(
+                "SELECT count(*), coalesce(sum(size_bytes), 0) FROM jobs WHERE tenant = ?", (tenant,)
+            ).fetchone()
+            pages, oldest = conn.execute(
+                "SELECT coalesce(sum(pages_total), 0), min(created_at) FROM jobs"
+                " WHERE tenant = ? AND created_at >= ? AND pages_total > 0",
+                (tenant, float(since)),
+            ).fetchone()
+        return Usage(
+            jobs=int(jobs),
+            bytes_stored=int(stored),
+            pages_since=int(pages),
+            oldest_since=None if oldest is None else float(oldest),
+        )
+
+    def ended_before(self, before: float, *, limit: int = 100) -> builtins.list[Job]:
+        """Terminal jobs of every tenant whose last change is older than ``before``, oldest first (retention)."""
+        with self._read("list expired jobs") as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('SUCCEEDED', 'SUCCEEDED_WITH_ERRORS', 'FAILED')"
+                " AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
+                (float(before), int(limit)),
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def state_counts(self) -> dict[JobState, int]:
+        """Jobs per state, over every tenant (metrics)."""
+        with self._read("count jobs by state") as conn:
+            rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+        counts = dict.fromkeys(JobState, 0)
+        counts.update({JobState(state): int(n) for state, n in rows})
+        return counts

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, ModelError, OcrUnavailable, TextlayerError
@@ -197,6 +198,15 @@ class OcrClient:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError as exc:
             raise OcrUnavailable(f"no OCR server at {self.target} answered within {timeout_s:.0f} s") from exc
+
+    def serving(self, timeout_s: float = 2.0) -> bool:
+        """Whether an OCR server of the channel answers its health check with SERVING within ``timeout_s``."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def recognize(
         self,
