@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_sandbox import LAYERS
 from tests.pages import make_page, page_to_png
+from tests.redis_server import free_tcp_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.sandbox, pytest.mark.onnx, pytest.mark.slow]
 
@@ -21,7 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TEXTLAYER_OCR_SERVERS")}
-    return {**env, "TEXTLAYER_DATA_DIR": str(data_dir), "TEXTLAYER_SANDBOX_LAYERS": LAYERS}
+    return {
+        **env,
+        "TEXTLAYER_DATA_DIR": str(data_dir),
+        "TEXTLAYER_SANDBOX_LAYERS": LAYERS,
+        "TEXTLAYER_API_LISTEN": f"127.0.0.1:{free_tcp_port()}",
+    }
 
 
 def _descendants(pid: int) -> set[int]:
@@ -65,6 +73,10 @@ def test_up_serves_submissions_and_stops_everything_on_sigterm(tmp_path):
         while "textlayer is up" not in (tmp_path / "up.log").read_text():
             assert up.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
             time.sleep(0.2)
+        api_url = (tmp_path / "up.log").read_text().split("API at ")[1].split()[0]
+        assert api_url == "http://" + env["TEXTLAYER_API_LISTEN"]
+        with urllib.request.urlopen(f"{api_url}/healthz", timeout=10) as health:
+            assert json.load(health) == {"status": "ok"}
         scan = tmp_path / "receipt.png"
         scan.write_bytes(page_to_png(make_page("receipt", dpi=100)))
         submitted = subprocess.run(
@@ -76,7 +88,7 @@ def test_up_serves_submissions_and_stops_everything_on_sigterm(tmp_path):
         )
         assert submitted.returncode == 0 and "SUCCEEDED" in submitted.stdout, submitted.stderr
         children = _descendants(up.pid)
-        assert len(children) >= 3  # redis-server, ocr-server (+ jailed workers), Celery worker (+ pool)
+        assert len(children) >= 4  # redis-server, ocr-server (+ jailed workers), Celery worker (+ pool), API
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=120) == 0, (tmp_path / "up.log").read_text()

@@ -39,6 +39,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "index": ("textlayer.index",),
     "queue": ("textlayer.queue",),
     "service": ("textlayer.service",),
+    "api": ("textlayer.api",),
     "cli": ("textlayer.cli", "textlayer.__main__"),
 }
 """Which modules make up each component: a module belongs to the component of its longest prefix."""
@@ -57,6 +58,9 @@ ALLOWED: dict[str, set[str]] = {
     "index": {"plain", "db"},
     "queue": {"plain", "media", "conversion", "recipe", "store", "index", "ocr_service", "service"},
     "service": {"plain", "queue", "ocr_service"},
+    # The HTTP API: the stores, the index and the publisher; db for its own SQLite tables, recipe for the hOCR
+    # rendering, ocr_service for the OCR servers' health in /readyz. No conversion: it never parses a document.
+    "api": {"plain", "media", "db", "store", "index", "queue", "recipe", "ocr_service"},
     "cli": set(COMPONENTS),
 }
 """The components each component may import, besides itself."""
@@ -64,6 +68,7 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_PACKAGES: dict[str, set[str]] = {
     "store": {"celery", "kombu", "onnxruntime", "grpc"},
     "index": {"celery", "kombu", "onnxruntime", "grpc"},
+    "api": {"celery", "kombu", "onnxruntime", "redis", "pypdf", "pypdfium2", "cv2", "PIL"},
     "engine": {"celery", "kombu", "grpc", "redis"},
     "jail": {"celery", "kombu", "grpc", "redis", "onnxruntime", "pypdf", "pypdfium2", "cv2", "PIL"},
     "plain": {"celery", "kombu", "grpc", "redis", "onnxruntime", "pypdf", "pypdfium2", "cv2", "PIL", "numpy"},

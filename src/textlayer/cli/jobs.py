@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -31,6 +32,14 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     def tenant_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--tenant", help="whose documents (default: $TEXTLAYER_TENANT or 'default')")
 
+    def api_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--api",
+            metavar="URL",
+            help="use the HTTP API at URL (default: $TEXTLAYER_API_URL) with $TEXTLAYER_TOKEN instead of the local "
+            "files; the tenant is the token's",
+        )
+
     up = commands.add_parser(
         "up",
         help="run the whole service on this machine (Redis, OCR server, Celery worker, reconciler)",
@@ -39,6 +48,7 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     up.add_argument("--ocr-workers", type=int, default=1, help="jailed OCR workers (default 1)")
     up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes (default 2)")
+    up.add_argument("--api-listen", metavar="HOST:PORT", help="where the HTTP API listens ($TEXTLAYER_API_LISTEN)")
     up.set_defaults(handler=_cmd_up)
 
     worker = commands.add_parser(
@@ -52,11 +62,13 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     submit.add_argument("files", nargs="+", type=Path)
     submit.add_argument("--wait", action="store_true", help="show progress and wait for the results")
     tenant_option(submit)
+    api_option(submit)
     submit.set_defaults(handler=_cmd_submit)
 
     status = commands.add_parser("status", help="show a job's state, progress and errors")
     status.add_argument("job")
     tenant_option(status)
+    api_option(status)
     status.set_defaults(handler=_cmd_status)
 
     get = commands.add_parser("get", help="download a job's searchable PDF (or its text)")
@@ -71,12 +83,14 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     kind.add_argument("--text", action="store_true", help="the plain text (form feed between pages)")
     kind.add_argument("--json", action="store_true", help="the words, boxes and confidences per page")
     tenant_option(get)
+    api_option(get)
     get.set_defaults(handler=_cmd_get)
 
     search = commands.add_parser("search", help="find documents by the words on their pages")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=20)
     tenant_option(search)
+    api_option(search)
     search.set_defaults(handler=_cmd_search)
 
     ingest = commands.add_parser(
@@ -106,10 +120,18 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from textlayer.service.stack import Stack
 
     logging.getLogger().setLevel(logging.INFO)
-    stack = Stack(settings_for(args), ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
+    settings = settings_for(args)
+    if args.api_listen:
+        settings = dataclasses.replace(settings, api_listen=args.api_listen)
+    stack = Stack(settings, ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
     try:
         stack.start()
-        print(f"textlayer is up; data in {stack.settings.data_dir}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        print(
+            f"textlayer is up; API at {stack.api_url} (docs at /docs); data in {stack.settings.data_dir}; "
+            "Ctrl-C stops it",
+            file=sys.stderr,
+            flush=True,
+        )
         stack.wait()
     finally:
         stack.stop()
@@ -122,7 +144,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from textlayer.service.stack import Stack
 
     settings = settings_for(args)
-    stack = Stack(settings)
+    stack = Stack(settings, with_api=False)  # the demo talks to the stack directly
     print(f"starting textlayer (data in {settings.data_dir}, logs in {stack.paths['logs']})...", file=sys.stderr)
     try:
         stack.start()
@@ -180,6 +202,10 @@ def _submit_file(pipeline: Pipeline, publish: Publish, tenant: str, path: Path) 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     settings = settings_for(args)
+    if settings.api_url:
+        from textlayer.cli import remote
+
+        return remote.submit(settings, args)
     pipeline, publish = _pipeline(settings), _publisher(settings)
     job_ids = []
     for path in args.files:
@@ -229,6 +255,10 @@ def _wait_for(pipeline: Pipeline, tenant: str, job_ids: list[str], names: list[s
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = settings_for(args)
+    if settings.api_url:
+        from textlayer.cli import remote
+
+        return remote.status(settings, args)
     job = _pipeline(settings).jobs.get(args.job, settings.tenant)
     print(f"job       {job.id}\nfile      {job.filename}\nstate     {job.state}")
     print(f"pages     {job.pages_done}/{job.pages_total if job.pages_total is not None else '?'}")
@@ -246,6 +276,10 @@ def _cmd_get(args: argparse.Namespace) -> int:
     from textlayer.store.names import download_name
 
     settings = settings_for(args)
+    if settings.api_url:
+        from textlayer.cli import remote
+
+        return remote.get(settings, args)
     pipeline = _pipeline(settings)
     job = pipeline.jobs.get(args.job, settings.tenant)
     if job.state not in SUCCEEDED_STATES:
@@ -268,6 +302,10 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     settings = settings_for(args)
+    if settings.api_url:
+        from textlayer.cli import remote
+
+        return remote.search(settings, args)
     pipeline = _pipeline(settings)
     hits = pipeline.index.search(settings.tenant, args.query, limit=args.limit)
     for hit in hits:

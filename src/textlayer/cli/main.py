@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textlayer import __version__
+from textlayer.cli.api import add_api_commands
 from textlayer.cli.jobs import add_job_commands
 from textlayer.cli.settings import settings_for
 from textlayer.config import Settings
@@ -139,6 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     server.set_defaults(handler=_cmd_ocr_server)
 
     add_job_commands(commands)
+    add_api_commands(commands)
 
     sandbox = commands.add_parser(
         "sandbox",

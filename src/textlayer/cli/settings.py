@@ -21,6 +21,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         "pdf_dpi": getattr(args, "dpi", None),
         "max_pixels": getattr(args, "max_pixels", None),
         "threads": getattr(args, "threads", None),
+        "api_url": getattr(args, "api", None),
     }
     if getattr(args, "data_dir", None) is not None:
         overrides["data_dir"] = args.data_dir.resolve()

@@ -122,7 +122,8 @@ def bm25_scores(
             key = term_key(word)
             counts[key] = counts.get(key, 0) + 1
         norm = BM25_K1 * (1 - BM25_B + BM25_B * len(text) / (average or 1.0))
-        scores.append(sum(w * counts.get(k, 0) * (BM25_K1 + 1) / (counts.get(k, 0) + norm) for w, k in zip(idf, keys)))
+        tf = [counts.get(key, 0) for key in keys]
+        scores.append(sum(w * n * (BM25_K1 + 1) / (n + norm) for w, n in zip(idf, tf, strict=True)))
     return scores
 
 

@@ -1,7 +1,8 @@
 """`textlayer up`: the whole service on one machine, started, supervised and stopped together.
 
-Embedded Redis (unless ``REDIS_URL``), one OCR server with N jailed workers, a Celery worker and
-the reconciler; each logs to ``DATA_DIR/logs``. One :class:`Supervisor` restarts any that dies.
+Embedded Redis (unless ``REDIS_URL``), one OCR server with N jailed workers, a Celery worker, the HTTP API
+(``TEXTLAYER_API_LISTEN``) and the reconciler; each logs to ``DATA_DIR/logs``. One :class:`Supervisor` restarts any
+that dies.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 
 from textlayer.config import Settings
 from textlayer.errors import OcrUnavailable, TextlayerError
@@ -33,12 +35,15 @@ QUEUED_GRACE_S = 60.0
 class Stack:
     """Start, watch and stop every component of the service on this machine."""
 
-    def __init__(self, settings: Settings, *, ocr_workers: int = 1, celery_concurrency: int = 2) -> None:
-        """Describe the stack; :meth:`start` starts it."""
+    def __init__(
+        self, settings: Settings, *, ocr_workers: int = 1, celery_concurrency: int = 2, with_api: bool = True
+    ) -> None:
+        """Describe the stack (``with_api``: serve the HTTP API too); :meth:`start` starts it."""
         self.settings = settings
         self.paths = data_paths(settings.data_dir)
         self.ocr_workers = ocr_workers
         self.celery_concurrency = celery_concurrency
+        self.with_api = with_api
         self._redis: EmbeddedRedis | None = None
         self._children: list[ChildProcess] = []
         self._supervisor = Supervisor()
@@ -78,9 +83,14 @@ class Stack:
                 self.paths["logs"] / "worker.log",
             ),
         ]
+        if self.with_api:
+            api = [*python, "api", "--listen", self.settings.api_listen]
+            self._children.append(ChildProcess("api", api, env, self.paths["logs"] / "api.log"))
         for child in self._children:
             child.start()
         self._wait_for_ocr_server()
+        if self.with_api:
+            self._wait_for_api(self._children[2])
         for child in self._children:
             self._supervisor.watch(child, child.name)
         threading.Thread(target=self._reconcile, name="reconciler", daemon=True).start()
@@ -101,6 +111,24 @@ class Stack:
                 except OcrUnavailable:
                     time.sleep(0.5)
         raise TextlayerError(f"the OCR server did not start within {timeout_s:.0f} s; see {ocr.log_path}")
+
+    @property
+    def api_url(self) -> str:
+        """Where the HTTP API answers."""
+        host, _, port = self.settings.api_listen.rpartition(":")
+        return f"http://{host}:{port}"
+
+    def _wait_for_api(self, api: ChildProcess, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if api.exit_cause() is not None:
+                raise TextlayerError(f"the HTTP API exited during start-up; see {api.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=2):  # noqa: S310 (our own address)
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TextlayerError(f"the HTTP API did not start within {timeout_s:.0f} s; see {api.log_path}")
 
     def _reconcile(self) -> None:
         from textlayer.queue.app import configure
