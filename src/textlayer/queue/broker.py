@@ -29,7 +29,10 @@ def queue_depth() -> int | None:
     try:
         with app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=2.0)
-            return int(conn.default_channel.queue_declare(queue=QUEUE, passive=True).message_count)
-    except Exception as exc:  # a queue nobody declared yet, or no broker
+            try:
+                return int(conn.default_channel.queue_declare(queue=QUEUE, passive=True).message_count)
+            except conn.channel_errors:  # Redis drops an empty list: an empty queue "does not exist"
+                return 0
+    except Exception as exc:  # no broker
         log.debug("queue depth unknown: %s", exc)
         return None
