@@ -41,6 +41,9 @@ router = APIRouter()
 MAX_PAGE_SIZE = 100
 """Largest ``limit`` of a listing or a search."""
 
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+"""Printable ASCII; spaces only inside (HTTP strips them at either end)."""
+
 MAX_SEARCH_OFFSET = 10_000
 """How deep search results can be paged."""
 
@@ -177,7 +180,13 @@ async def upload_document(
     ] = None,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=255, description="Same key + same bytes -> the same job."),
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Same key + same bytes -> the same job (printable ASCII, no space at either end).",
+        ),
     ] = None,
 ) -> Any:
     """Stream the body to the blob store and queue a job; see the module docstring of textlayer.api.uploads."""
