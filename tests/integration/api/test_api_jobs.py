@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +239,16 @@ def test_readyz_and_metrics_report_the_stack(stack, done):
         'textlayer_webhook_attempts_total{outcome="delivered"}',
     ):
         assert needle in metrics, needle
+
+
+def test_the_readme_python_client_works(stack, done, tmp_path):
+    token, _ = done
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.splitlines()) <= 20
+    code = code.replace('"http://127.0.0.1:8080", "tl_..."', f"{stack.url!r}, {token!r}")
+    (tmp_path / "scan.pdf").write_bytes(page_to_png(RECEIPT))  # acme's receipt again: its result is reused
+    (tmp_path / "client.py").write_text(code)
+    ran = subprocess.run([sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.startswith("SUCCEEDED"), ran.stderr
+    assert (tmp_path / "scan.searchable.pdf").read_bytes().startswith(b"%PDF-")
