@@ -99,7 +99,7 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
     return value
 
 
-# -- health and metrics (no token) ----------------------------------------------------------------
+# -- health and metrics (no token but /readyz) ----------------------------------------------------------------
 
 
 @router.get("/healthz", response_model=Health, tags=["health"], summary="The process is up")
@@ -113,10 +113,16 @@ def healthz() -> dict[str, str]:
     response_model=Readiness,
     tags=["health"],
     summary="Redis, the job store, the index and an OCR server answer",
-    responses={503: {"model": ErrorBody, "description": "A dependency does not answer"}},
+    responses={
+        503: {"model": ErrorBody, "description": "A dependency does not answer"},
+        **_errors(401),
+    },
 )
-def readyz(request: Request) -> Any:
-    """200 when Redis, the job store, the search index and at least one OCR server (SERVING) answer, else 503."""
+def readyz(request: Request, principal: Reader) -> Any:
+    """200 when Redis, the job store, the search index and at least one OCR server (SERVING) answer, else 503.
+
+    Needs a token (any tenant's): which dependency is down is for operators, not for the world.
+    """
     checks: dict[str, bool] = {}
     for name, check in context_of(request).ready_checks.items():
         try:

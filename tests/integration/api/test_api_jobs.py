@@ -226,7 +226,8 @@ def test_the_cli_submits_follows_downloads_and_searches_through_the_api(stack, d
 
 def test_readyz_and_metrics_report_the_stack(stack, done):
     with stack.client(None) as client:
-        ready = client.get("/readyz")
+        assert client.get("/readyz").status_code == 401
+        ready = client.get("/readyz", headers={"Authorization": f"Bearer {done[0]}"})
         metrics = client.get("/metrics").text
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": dict.fromkeys(("redis", "job_store", "index", "ocr"), True)}
