@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import pathlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -283,6 +284,14 @@ def _finished(principal: Principal, request: Request, job_id: str) -> Job:
     return job
 
 
+def _stored(request: Request, job: Job, name: str) -> pathlib.Path:
+    """A result file of the job; 404 when it is gone (deleted while the request ran)."""
+    path = context_of(request).blobs.path(job.tenant, job.id, name)
+    if not path.is_file():
+        raise not_found(job.id)
+    return path
+
+
 def _records(request: Request, job: Job) -> list[PageRecord]:
     blobs = context_of(request).blobs
     return [PageRecord.from_json(blobs.get_page(job.tenant, job.id, i)) for i in range(job.pages_total or 0)]
@@ -308,7 +317,7 @@ def _binary(media_type: str, description: str) -> dict[int | str, dict[str, Any]
 def get_pdf(request: Request, job_id: JobId, principal: Reader) -> Response:
     """The input with its invisible text layer."""
     job = _finished(principal, request, job_id)
-    path = context_of(request).blobs.path(job.tenant, job.id, "output.pdf")
+    path = _stored(request, job, "output.pdf")
     return FileResponse(path, headers=download_headers(job.filename, suffix=".pdf"), media_type="application/pdf")
 
 
@@ -322,7 +331,7 @@ def get_pdf(request: Request, job_id: JobId, principal: Reader) -> Response:
 def get_text(request: Request, job_id: JobId, principal: Reader) -> Response:
     """Reading-order text of every page, a form feed between pages."""
     job = _finished(principal, request, job_id)
-    path = context_of(request).blobs.path(job.tenant, job.id, "text.txt")
+    path = _stored(request, job, "text.txt")
     media = "text/plain; charset=utf-8"
     return FileResponse(
         path, headers=download_headers(job.filename, suffix=".txt", content_type=media), media_type=media
