@@ -36,6 +36,14 @@ class ApiClient:
             raise TextlayerError("the API needs a token: set TEXTLAYER_TOKEN (textlayer tokens create)")
         self.base_url = base_url.rstrip("/")
         self.token = token
+        parts = urllib.parse.urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TextlayerError(f"--api wants http(s)://HOST:PORT, got {base_url!r}")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"textlayer: warning: the token goes to {parts.hostname} in plain text; use https:// there",
+                file=sys.stderr,
+            )
 
     def request(
         self,
