@@ -11,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, ModelError, OcrUnavailable, TextlayerError
@@ -30,6 +32,9 @@ MIB = 1024 * 1024
 
 DEFAULT_DEADLINE_S = 120.0
 """Deadline of one page call, retries included."""
+
+_READY_POLL_S = 0.1
+"""Pause between two health checks while a connected server is not SERVING yet (warming up, draining)."""
 
 
 def service_config(*, deadline_s: float, outlier_interval_s: float = 5.0) -> dict[str, Any]:
@@ -188,15 +193,36 @@ class OcrClient:
         self._channel.close()
 
     def wait_until_ready(self, timeout_s: float) -> None:
-        """Block until a connection is up (start-up scripts and tests).
+        """Block until a server reports SERVING for the OCR service (start-up scripts and tests).
+
+        Asks the standard health service (``grpc.health.v1.Health/Check``) with ``wait_for_ready``,
+        so the call itself waits for a connection, and nothing runs in the background. A connectivity
+        watcher (``grpc.channel_ready_future``, ``channel.subscribe``) runs a gRPC polling thread that
+        outlives the wait (a future that timed out even stays subscribed); a ``close()`` that came
+        while it was between two calls into the channel made it print ``Exception in thread ...
+        ValueError: Cannot invoke RPC: Channel closed!``.
 
         Raises:
-            OcrUnavailable: no server answered in time.
+            OcrUnavailable: no server reported SERVING in time.
         """
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError as exc:
-            raise OcrUnavailable(f"no OCR server at {self.target} answered within {timeout_s:.0f} s") from exc
+        deadline = time.monotonic() + timeout_s
+        check = health_pb2_grpc.HealthStub(self._channel).Check
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        last = "no answer"
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                status = check(request, timeout=remaining, wait_for_ready=True).status
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    return  # no health service: connected is all one can know (gRPC's own health checking agrees)
+                last = code.name
+            else:
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            time.sleep(min(_READY_POLL_S, max(deadline - time.monotonic(), 0.0)))
+        raise OcrUnavailable(f"no OCR server at {self.target} reported SERVING within {timeout_s:g} s ({last})")
 
     def recognize(
         self,
