@@ -35,7 +35,7 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "up",
         help="run the whole service on this machine (Redis, OCR server, Celery worker, reconciler)",
         description="Start the embedded Redis (unless REDIS_URL is set), one OCR server with jailed workers, "
-        "a Celery worker and the reconciler; stop them all on Ctrl-C or SIGTERM. Logs go to DATA_DIR/logs.",
+        "a Celery worker and the reconciler; stop them all on Ctrl-C, SIGTERM or SIGHUP. Logs go to DATA_DIR/logs.",
     )
     up.add_argument("--ocr-workers", type=int, default=1, help="jailed OCR workers (default 1)")
     up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes (default 2)")
@@ -107,9 +107,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.INFO)
     stack = Stack(settings_for(args), ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
+    stack.handle_signals()  # before start(): a signal during start-up stops what has started, cleanly
     try:
         stack.start()
-        print(f"textlayer is up; data in {stack.settings.data_dir}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        if not stack.stop_requested:
+            print(f"textlayer is up; data in {stack.settings.data_dir}; Ctrl-C stops it", file=sys.stderr, flush=True)
         stack.wait()
     finally:
         stack.stop()
