@@ -17,6 +17,7 @@ import time
 
 from textlayer.config import Settings
 from textlayer.errors import OcrUnavailable, TextlayerError
+from textlayer.files import private_dir
 from textlayer.queue.runtime import build_pipeline, data_paths
 from textlayer.service.processes import ChildProcess
 from textlayer.service.redis import EmbeddedRedis, RedisConfig
@@ -88,7 +89,8 @@ class Stack:
         Returns early, with the stack partly started, when a stop is requested meanwhile (see
         :meth:`handle_signals`); :meth:`stop` stops what was started.
         """
-        self.paths["logs"].mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.data_dir)
+        private_dir(self.paths["logs"])
         if self.settings.redis_url:
             log.info("broker: %s (REDIS_URL)", self.settings.redis_url)
         else:

@@ -24,7 +24,7 @@ from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, ModelError, OcrUnavailable, TextlayerError
 from textlayer.rpc.v1 import ocr_pb2, ocr_pb2_grpc
 from textlayer.worker import messages
-from textlayer.worker.server import REASON_KEY, SERVICE_NAME, grpc_options
+from textlayer.worker.server import REASON_KEY, SERVICE_NAME, grpc_options, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,8 @@ def channel_target(servers: str | Sequence[str]) -> str:
 
 
 def _is_local(target: str) -> bool:
-    if target.startswith("unix"):
-        return True
     addresses = target.split(":", 1)[1] if target.startswith(("ipv4:", "ipv6:")) else target
-    for entry in addresses.split(","):
-        host = entry.rpartition(":")[0].strip("[]").removeprefix("dns:///")
-        if host not in ("localhost", "127.0.0.1", "::1"):
-            return False
-    return True
+    return all(is_loopback(entry) for entry in addresses.split(",")) if not is_loopback(target) else True
 
 
 class OcrClient:
