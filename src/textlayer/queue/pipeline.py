@@ -254,7 +254,7 @@ def process_namespace() -> str:
     """
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-        pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+        pid_namespace = Path("/proc/self/ns/pid").stat().st_ino
     except OSError:
         return f"{socket.gethostname()}@unknown-{os.getpid()}"  # no /proc: never free a lease by pid
     return f"{socket.gethostname()}@{boot}-{pid_namespace}"
