@@ -148,7 +148,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from textlayer.queue.app import configure
     from textlayer.queue.runtime import broker_url
 
-    app = configure(broker_url(settings_for(args)), concurrency=args.concurrency)
+    settings = settings_for(args)
+    app = configure(broker_url(settings), concurrency=args.concurrency, max_document_s=settings.max_document_s)
     app.worker_main(
         ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", "textlayer"]
     )
