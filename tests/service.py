@@ -46,13 +46,13 @@ class Service:
         self.worker = self.start_worker()
         settings = Settings(data_dir=self.data_dir, job_lease_s=LEASE_S)
         from textlayer.queue.app import configure
-        from textlayer.queue.tasks import publish
+        from textlayer.queue.tasks import publish, queue_depth
 
         configure(self.redis.celery_url)
         self.publish = publish
         self.pipeline = build_pipeline(settings)
         self._stop = threading.Event()
-        reconciler = Reconciler(self.pipeline, publish, period_s=1.0, queued_grace_s=30.0)
+        reconciler = Reconciler(self.pipeline, publish, period_s=1.0, queued_grace_s=30.0, queue_depth=queue_depth)
         self._reconciler = threading.Thread(target=reconciler.run, args=(self._stop,), daemon=True)
         self._reconciler.start()
 

@@ -17,6 +17,9 @@ in flight (120 s in the jail) or a converter request (300 s) may run past it. Ce
 are the backstop for a hung task, never the first to fire: a task killed by them leaves its job
 RUNNING, to be retried until the attempt cap blames the document."""
 
+QUEUE = "textlayer"
+"""The one queue every document task goes to."""
+
 app = Celery("textlayer", include=["textlayer.queue.tasks"])
 """The one Celery app; :func:`configure` points it at a broker before any worker or publisher uses it."""
 
@@ -50,7 +53,7 @@ def celery_settings(broker_url: str, *, concurrency: int = 2, max_document_s: in
         "worker_max_memory_per_child": 1_500_000,  # KiB, checked after each task
         "worker_max_tasks_per_child": 500,
         "worker_hijack_root_logger": False,
-        "task_default_queue": "textlayer",
+        "task_default_queue": QUEUE,
     }
 
 

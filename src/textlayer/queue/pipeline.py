@@ -226,10 +226,6 @@ class Pipeline:
 
     # -- recovery -----------------------------------------------------------------------
 
-    def stuck_jobs(self, *, queued_older_than_s: float) -> list[str]:
-        """Jobs a reconciler should publish again (lost messages, dead workers)."""
-        return [job.id for job in self.jobs.stuck(queued_older_than_s=queued_older_than_s)]
-
     def reindex(self) -> int:
         """Rebuild the search index from the page results in the blob store; returns documents indexed."""
         count = 0

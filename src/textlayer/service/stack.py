@@ -159,11 +159,15 @@ class Stack:
     def _reconcile(self) -> None:
         from textlayer.queue.app import configure
         from textlayer.queue.reconciler import Reconciler
-        from textlayer.queue.tasks import publish
+        from textlayer.queue.tasks import publish, queue_depth
 
         configure(self.broker_url)
         reconciler = Reconciler(
-            build_pipeline(self.settings), publish, period_s=RECONCILE_EVERY_S, queued_grace_s=QUEUED_GRACE_S
+            build_pipeline(self.settings),
+            publish,
+            period_s=RECONCILE_EVERY_S,
+            queued_grace_s=QUEUED_GRACE_S,
+            queue_depth=queue_depth,
         )
         reconciler.run(self._stopping)
 
