@@ -46,24 +46,32 @@ class Service:
         self.worker = self.start_worker()
         settings = Settings(data_dir=self.data_dir, job_lease_s=LEASE_S)
         from textlayer.queue.app import configure
-        from textlayer.queue.tasks import publish
+        from textlayer.queue.tasks import publish, queue_depth
 
         configure(self.redis.celery_url)
         self.publish = publish
         self.pipeline = build_pipeline(settings)
         self._stop = threading.Event()
-        reconciler = Reconciler(self.pipeline, publish, period_s=1.0, queued_grace_s=30.0)
+        reconciler = Reconciler(self.pipeline, publish, period_s=1.0, queued_grace_s=30.0, queue_depth=queue_depth)
         self._reconciler = threading.Thread(target=reconciler.run, args=(self._stop,), daemon=True)
         self._reconciler.start()
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "textlayer", *args], env=self.env, stdout=log, stderr=log)
+        command = [sys.executable, "-m", "textlayer", *args]
+        process = subprocess.Popen(command, env={**self.env, **env}, stdout=log, stderr=log)
         log.close()
         return process
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        return self._spawn("worker", "worker", "--concurrency", "2")
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        """A Celery worker with the service's environment, plus ``env``."""
+        return self._spawn("worker", "worker", "--concurrency", "2", **env)
+
+    def replace_worker(self, **env: str) -> None:
+        """Stop the worker (warm shutdown) and start another with ``env`` on top of the service's environment."""
+        self.worker.send_signal(signal.SIGTERM)
+        self.worker.wait(timeout=60)
+        self.worker = self.start_worker(**env)
 
     def submit(self, name: str, data: bytes) -> str:
         return self.pipeline.submit("default", data, filename=name, publish=self.publish)

@@ -36,6 +36,24 @@ def make_dirs(folder: Path) -> None:
         fsync_dir(path.parent)
 
 
+def private_dir(folder: Path) -> Path:
+    """Create ``folder`` (and parents) for our user alone (0700), and tighten an existing one we own.
+
+    The data directory holds every tenant's text: other local users must not even list it.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        folder.chmod(0o700)
+    return folder
+
+
+def private_file(path: Path) -> None:
+    """Make an existing file ours alone (0600): a database SQLite created with the umask's mode."""
+    if path.exists() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def write_atomically(target: Path, content: str | bytes, *, private: bool = True) -> None:
     """Write via a temporary file + fsync + rename, so a crash or failure never leaves half a file.
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 from textlayer.errors import TextlayerError
+from textlayer.files import private_file
 
 _inherited_connections: list[sqlite3.Connection] = []
 """Connections a forked child inherited: never closed there, see :func:`_close_connection`."""
@@ -98,6 +99,8 @@ class SqliteDatabase:
         except BaseException:
             self.close()
             raise
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives the journal files the database's mode
+            private_file(self.path.with_name(self.path.name + suffix))
 
     def __repr__(self) -> str:
         """Show the file, for logs."""

@@ -267,6 +267,28 @@ def test_reindex_rebuilds_the_index_from_the_blob_store(service):
     assert any(hit.document_id == job_id for hit in service.pipeline.index.search("default", word))
 
 
+def test_document_timeout_fires_in_the_celery_worker_before_celerys_own_limits(service):
+    """Release gate item 4: the document's wall clock ends the job, once, with its reason (not Celery's soft limit)."""
+    from textlayer.queue.app import celery_settings
+
+    limits = celery_settings("redis://127.0.0.1:1/0", max_document_s=3600)
+    assert (
+        3600
+        < limits["task_soft_time_limit"]
+        < limits["task_time_limit"]
+        < limits["broker_transport_options"]["visibility_timeout"]
+    )
+    service.replace_worker(TEXTLAYER_MAX_DOCUMENT_S="1")
+    try:
+        pages = [make_page(kind, dpi=110) for kind in ("fonts", "table", "receipt")]
+        job_id = service.submit("slow.tiff", _tiff(pages))
+        job = service.wait([job_id])[job_id]
+        assert (job.state, job.reason, job.attempts) == (JobState.FAILED, "document_timeout", 1), job
+        assert "more than 1 s" in job.message
+    finally:
+        service.replace_worker()
+
+
 def test_a_document_past_its_wall_time_fails_with_document_timeout(tmp_path):
     """The pipeline in this process, over a real jailed converter and a real jailed OCR pool."""
     from textlayer.conversion import JailedConverter, converter_policy, document_limits

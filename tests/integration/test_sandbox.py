@@ -54,7 +54,11 @@ def ocr_pool():
 
 @pytest.fixture(scope="module")
 def fault_pool():
-    with SandboxPool(_policy(deadline_s=3, max_request_mib=4, address_space_mib=4096)) as pool:
+    """Jailed workers of the null role (no models): the faults need no OCR, and a replacement starts at once."""
+    policy = SandboxPolicy(
+        layers=LAYERS, test_hooks=True, restart_backoff_s=0.1, deadline_s=3, max_request_mib=4, address_space_mib=4096
+    )
+    with SandboxPool(policy) as pool:
         yield pool
 
 

@@ -62,3 +62,18 @@ def test_empty_variables_count_as_unset_and_the_ocr_target_defaults_to_up():
 def test_bad_values_are_refused_with_the_variable_named(environ, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ)
+
+
+def test_the_data_directory_and_its_databases_are_ours_alone(tmp_path):
+    """Every tenant's text lives there: other local users must not read it (0700 folder, 0600 databases)."""
+    from textlayer.queue.runtime import build_pipeline
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    pipeline = build_pipeline(Settings(data_dir=data_dir), reader=object())  # type: ignore[arg-type]
+    pipeline.jobs.create("t", filename="a.png", size_bytes=1, sha256="0" * 64)
+    pipeline.index.search("t", "anything")
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("jobs.db", "index.db"):
+        assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name

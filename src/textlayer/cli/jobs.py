@@ -44,7 +44,7 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "up",
         help="run the whole service on this machine (Redis, OCR server, Celery worker, reconciler)",
         description="Start the embedded Redis (unless REDIS_URL is set), one OCR server with jailed workers, "
-        "a Celery worker and the reconciler; stop them all on Ctrl-C or SIGTERM. Logs go to DATA_DIR/logs.",
+        "a Celery worker and the reconciler; stop them all on Ctrl-C, SIGTERM or SIGHUP. Logs go to DATA_DIR/logs.",
     )
     up.add_argument("--ocr-workers", type=int, default=1, help="jailed OCR workers (default 1)")
     up.add_argument("--concurrency", type=int, default=2, help="Celery worker processes (default 2)")
@@ -124,14 +124,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.api_listen:
         settings = dataclasses.replace(settings, api_listen=args.api_listen)
     stack = Stack(settings, ocr_workers=args.ocr_workers, celery_concurrency=args.concurrency)
+    stack.handle_signals()  # before start(): a signal during start-up stops what has started, cleanly
     try:
         stack.start()
-        print(
-            f"textlayer is up; API at {stack.api_url} (docs at /docs); data in {stack.settings.data_dir}; "
-            "Ctrl-C stops it",
-            file=sys.stderr,
-            flush=True,
-        )
+        if not stack.stop_requested:
+            print(
+                f"textlayer is up; API at {stack.api_url} (docs at /docs); data in {stack.settings.data_dir}; "
+                "Ctrl-C stops it",
+                file=sys.stderr,
+                flush=True,
+            )
         stack.wait()
     finally:
         stack.stop()
@@ -168,7 +170,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from textlayer.queue.app import configure
     from textlayer.queue.runtime import broker_url
 
-    app = configure(broker_url(settings_for(args)), concurrency=args.concurrency)
+    settings = settings_for(args)
+    app = configure(broker_url(settings), concurrency=args.concurrency, max_document_s=settings.max_document_s)
     app.worker_main(
         ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", "textlayer"]
     )

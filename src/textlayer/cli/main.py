@@ -137,6 +137,11 @@ def _build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--token-file", type=Path, help="require this bearer token on every call (default: $TEXTLAYER_OCR_TOKEN)"
     )
+    server.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="serve without TLS on an address other machines can reach (only on a network you trust)",
+    )
     server.set_defaults(handler=_cmd_ocr_server)
 
     add_job_commands(commands)
@@ -297,9 +302,10 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
 def _cmd_ocr_server(args: argparse.Namespace) -> int:
     import asyncio
 
+    from textlayer.files import private_dir
     from textlayer.sandbox import SandboxPool
     from textlayer.worker.jailed import JailedReader, ocr_policy
-    from textlayer.worker.server import ServerConfig, TlsFiles, serve
+    from textlayer.worker.server import ServerConfig, TlsFiles, check_listen_security, serve
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     settings = settings_for(args)
@@ -307,6 +313,10 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
         raise TextlayerError("--workers must be at least 1 and --queue at least 0")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise TextlayerError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise TextlayerError(
+            "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked over TLS)"
+        )
     token = settings.ocr_token
     if args.token_file is not None:
         try:
@@ -315,8 +325,9 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
             raise TextlayerError(f"cannot read {args.token_file}: {exc.strerror}") from exc
     listen = args.listen
     if not listen:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         listen = [f"unix:{settings.data_dir / 'ocr.sock'}"]
+    check_listen_security(listen, tls=bool(args.tls_cert), allow_plaintext=args.allow_plaintext)
     config = ServerConfig(
         listen=tuple(listen),
         workers=args.workers,

@@ -109,7 +109,7 @@ class Pipeline:
 
     def process(self, job_id: str) -> JobState | None:
         """Run one job if its lease can be taken; returns its final state, or None when skipped."""
-        owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{time.time_ns()}"
+        owner = f"{process_namespace()}:{os.getpid()}:{threading.get_ident()}:{time.time_ns()}"
         self._free_lease_of_dead_local_owner(job_id)
         job = self.jobs.claim(job_id, owner, lease_s=self.config.lease_s, max_attempts=self.config.max_attempts)
         if job is None:
@@ -140,9 +140,9 @@ class Pipeline:
             return
         if job.state != JobState.RUNNING or not job.lease_owner:
             return
-        host, _, rest = job.lease_owner.partition(":")
+        namespace, _, rest = job.lease_owner.partition(":")
         pid = rest.partition(":")[0]
-        if host == socket.gethostname() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if namespace == process_namespace() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             log.info("job %s: its previous owner (pid %s) is dead; taking the job over", job_id, pid)
             self.jobs.requeue(job_id, job.lease_owner)
 
@@ -226,10 +226,6 @@ class Pipeline:
 
     # -- recovery -----------------------------------------------------------------------
 
-    def stuck_jobs(self, *, queued_older_than_s: float) -> list[str]:
-        """Jobs a reconciler should publish again (lost messages, dead workers)."""
-        return [job.id for job in self.jobs.stuck(queued_older_than_s=queued_older_than_s)]
-
     def reindex(self) -> int:
         """Rebuild the search index from the page results in the blob store; returns documents indexed."""
         count = 0
@@ -244,6 +240,20 @@ class Pipeline:
             self.index.put_document(tenant, job_id, [record.page for record in records])
             count += 1
         return count
+
+
+def process_namespace() -> str:
+    """Who can see our pids: host name, boot id and pid namespace (a lease names its owner's pid in it).
+
+    Two hosts, or two containers, with the same host name have other boot ids or pid namespaces: a pid
+    that is missing here may be alive there, so only a lease of this very namespace is freed by pid.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        pid_namespace = Path("/proc/self/ns/pid").stat().st_ino
+    except OSError:
+        return f"{socket.gethostname()}@unknown-{os.getpid()}"  # no /proc: never free a lease by pid
+    return f"{socket.gethostname()}@{boot}-{pid_namespace}"
 
 
 def _refusal(data: bytes, config: PipelineConfig) -> InputDocumentError | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textlayer.config import Settings
 from textlayer.errors import TextlayerError
+from textlayer.files import private_dir
 from textlayer.ocr import PageReader
 from textlayer.queue.pipeline import Pipeline, PipelineConfig
 
@@ -56,7 +57,7 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
     from textlayer.store import BlobStore, SqliteJobStore
 
     paths = data_paths(settings.data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     if reader is None:
         from textlayer.worker.client import OcrClient
 

@@ -55,8 +55,15 @@ class ChildProcess:
         """Run the command (its stdout and stderr go to the log file)."""
         if self._log_file is None:
             self._log_file = self.log_path.open("ab")
+        # Own session, like Redis: a Ctrl-C reaches `up` alone, and stop() ends the children with SIGTERM
+        # (a SIGINT to the whole group killed the OCR server mid-import, and gave the worker two signals).
         self._process = subprocess.Popen(
-            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=self._log_file
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            start_new_session=True,
         )
         log.info("%s started (pid %d), log %s", self.name, self._process.pid, self.log_path)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, ModelError, OcrUnavailable, TextlayerError
 from textlayer.rpc.v1 import ocr_pb2, ocr_pb2_grpc
 from textlayer.worker import messages
-from textlayer.worker.server import REASON_KEY, SERVICE_NAME, grpc_options
+from textlayer.worker.server import REASON_KEY, SERVICE_NAME, grpc_options, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ MIB = 1024 * 1024
 
 DEFAULT_DEADLINE_S = 120.0
 """Deadline of one page call, retries included."""
+
+_READY_POLL_S = 0.1
+"""Pause between two health checks while a connected server is not SERVING yet (warming up, draining)."""
 
 
 def service_config(*, deadline_s: float, outlier_interval_s: float = 5.0) -> dict[str, Any]:
@@ -106,14 +110,8 @@ def channel_target(servers: str | Sequence[str]) -> str:
 
 
 def _is_local(target: str) -> bool:
-    if target.startswith("unix"):
-        return True
     addresses = target.split(":", 1)[1] if target.startswith(("ipv4:", "ipv6:")) else target
-    for entry in addresses.split(","):
-        host = entry.rpartition(":")[0].strip("[]").removeprefix("dns:///")
-        if host not in ("localhost", "127.0.0.1", "::1"):
-            return False
-    return True
+    return all(is_loopback(entry) for entry in addresses.split(",")) if not is_loopback(target) else True
 
 
 class OcrClient:
@@ -189,15 +187,36 @@ class OcrClient:
         self._channel.close()
 
     def wait_until_ready(self, timeout_s: float) -> None:
-        """Block until a connection is up (start-up scripts and tests).
+        """Block until a server reports SERVING for the OCR service (start-up scripts and tests).
+
+        Asks the standard health service (``grpc.health.v1.Health/Check``) with ``wait_for_ready``,
+        so the call itself waits for a connection, and nothing runs in the background. A connectivity
+        watcher (``grpc.channel_ready_future``, ``channel.subscribe``) runs a gRPC polling thread that
+        outlives the wait (a future that timed out even stays subscribed); a ``close()`` that came
+        while it was between two calls into the channel made it print ``Exception in thread ...
+        ValueError: Cannot invoke RPC: Channel closed!``.
 
         Raises:
-            OcrUnavailable: no server answered in time.
+            OcrUnavailable: no server reported SERVING in time.
         """
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError as exc:
-            raise OcrUnavailable(f"no OCR server at {self.target} answered within {timeout_s:.0f} s") from exc
+        deadline = time.monotonic() + timeout_s
+        check = health_pb2_grpc.HealthStub(self._channel).Check
+        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        last = "no answer"
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                status = check(request, timeout=remaining, wait_for_ready=True).status
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    return  # no health service: connected is all one can know (gRPC's own health checking agrees)
+                last = code.name
+            else:
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            time.sleep(min(_READY_POLL_S, max(deadline - time.monotonic(), 0.0)))
+        raise OcrUnavailable(f"no OCR server at {self.target} reported SERVING within {timeout_s:g} s ({last})")
 
     def serving(self, timeout_s: float = 2.0) -> bool:
         """Whether an OCR server of the channel answers its health check with SERVING within ``timeout_s``."""

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import hmac
+import ipaddress
 import logging
 import os
 import signal
@@ -92,6 +93,37 @@ class ServerConfig:
     """Bearer token every OcrService call must carry (health checks are exempt)."""
     model: str = ""
     """The model set the workers run (checked against a request's ``options.model``)."""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a gRPC address stays on this machine: ``unix:``/``unix-abstract:`` or a loopback host.
+
+    ``unixbox.corp:50051`` is a host name, not a unix socket; ``0.0.0.0`` and ``[::]`` listen on every interface.
+    """
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.removeprefix("dns:///").rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen_security(listen: Sequence[str], *, tls: bool, allow_plaintext: bool) -> None:
+    """Refuse to serve plaintext on an address other machines can reach, unless explicitly allowed.
+
+    Raises:
+        TextlayerError: a non-loopback address without TLS (``insecure_listen``).
+    """
+    exposed = [address for address in listen if not is_loopback(address)]
+    if exposed and not tls and not allow_plaintext:
+        raise TextlayerError(
+            f"refusing to serve page images and tokens in plaintext on {', '.join(exposed)}: give --tls-cert and "
+            "--tls-key, listen on unix: or 127.0.0.1, or pass --allow-plaintext on a network you trust",
+            reason="insecure_listen",
+        )
 
 
 def grpc_options(max_message_mib: int) -> list[tuple[str, Any]]:
