@@ -285,3 +285,19 @@ def test_new_settings_are_read_from_the_environment():
     assert Settings.from_env(settings.to_env()) == settings
     with pytest.raises(ValueError, match="TEXTLAYER_RETENTION_DAYS"):
         Settings.from_env({"TEXTLAYER_RETENTION_DAYS": "soon"})
+
+
+def test_the_api_refuses_plaintext_on_a_reachable_address():
+    from textlayer.api.app import check_listen, parse_listen
+    from textlayer.errors import TextlayerError
+
+    for local in ("127.0.0.1", "localhost", "::1"):
+        check_listen(local, tls=False, allow_plaintext=False)
+    with pytest.raises(TextlayerError, match="plaintext") as refused:
+        check_listen("0.0.0.0", tls=False, allow_plaintext=False)
+    assert refused.value.reason == "insecure_listen"
+    check_listen("0.0.0.0", tls=True, allow_plaintext=False)
+    check_listen("10.0.0.5", tls=False, allow_plaintext=True)
+    assert parse_listen("[::1]:8080") == ("::1", 8080)
+    with pytest.raises(ValueError):
+        parse_listen("8080")

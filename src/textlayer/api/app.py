@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,11 +123,37 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(settings: Settings, listen: str) -> None:
+def check_listen(host: str, *, tls: bool, allow_plaintext: bool) -> None:
+    """Refuse to take tokens and documents in plaintext on an address other machines can reach, unless allowed.
+
+    Raises:
+        TextlayerError: A non-loopback host without TLS (``insecure_listen``).
+    """
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local and not tls and not allow_plaintext:
+        raise TextlayerError(
+            f"refusing to take tokens and documents in plaintext on {host}: give --tls-cert and --tls-key, listen on "
+            "127.0.0.1 (behind a TLS proxy), or pass --allow-plaintext on a network you trust",
+            reason="insecure_listen",
+        )
+
+
+def serve(
+    settings: Settings,
+    listen: str,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    allow_plaintext: bool = False,
+) -> None:
     """Serve the API on ``listen`` until SIGTERM or SIGINT (uvicorn, one process, HTTP/1.1 by httptools).
 
     Raises:
-        TextlayerError: The listen address is malformed, or the stack cannot be reached (see :func:`open_context`).
+        TextlayerError: The listen address is malformed or reachable in plaintext (see :func:`check_listen`), or the
+            stack cannot be reached (see :func:`open_context`).
     """
     import uvicorn
 
@@ -133,6 +161,9 @@ def serve(settings: Settings, listen: str) -> None:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise TextlayerError(str(exc)) from exc
+    if bool(tls_cert) != bool(tls_key):
+        raise TextlayerError("--tls-cert and --tls-key go together")
+    check_listen(host, tls=tls_cert is not None, allow_plaintext=allow_plaintext)
     context = open_context(settings)
     try:
         config = uvicorn.Config(
@@ -147,9 +178,11 @@ def serve(settings: Settings, listen: str) -> None:
             timeout_keep_alive=5,
             timeout_graceful_shutdown=10,
             log_level="info",
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
         )
         server = uvicorn.Server(config)
-        log.info("textlayer API on http://%s:%d (docs at /docs)", host, port)
+        log.info("textlayer API on %s://%s:%d (docs at /docs)", "https" if tls_cert else "http", host, port)
         server.run()
     finally:
         context.close()

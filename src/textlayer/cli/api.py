@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textlayer.cli.settings import settings_for
@@ -24,6 +25,13 @@ def add_api_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "blobs and index, publishing jobs to the stack's broker. Tokens come from `textlayer tokens create`.",
     )
     api.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: $TEXTLAYER_API_LISTEN)")
+    api.add_argument("--tls-cert", type=Path, help="server certificate (PEM); turns TLS on")
+    api.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
+    api.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="serve without TLS on an address other machines can reach (only on a network you trust)",
+    )
     api.set_defaults(handler=_cmd_api)
 
     tokens = commands.add_parser(
@@ -58,7 +66,13 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.INFO)
     settings = settings_for(args)
-    serve(settings, args.listen or settings.api_listen)
+    serve(
+        settings,
+        args.listen or settings.api_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        allow_plaintext=args.allow_plaintext,
+    )
     return 0
 
 
