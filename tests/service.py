@@ -46,7 +46,8 @@ class Service:
         self.worker = self.start_worker()
         settings = Settings(data_dir=self.data_dir, job_lease_s=LEASE_S)
         from textlayer.queue.app import configure
-        from textlayer.queue.tasks import publish, queue_depth
+        from textlayer.queue.broker import queue_depth
+        from textlayer.queue.tasks import publish
 
         configure(self.redis.celery_url)
         self.publish = publish

@@ -47,7 +47,8 @@ def _queued_long_ago(pipeline: Pipeline, count: int) -> list[str]:
 
 
 def test_queue_depth_counts_the_messages_waiting_in_redis(broker):
-    from textlayer.queue.tasks import publish, queue_depth
+    from textlayer.queue.broker import queue_depth
+    from textlayer.queue.tasks import publish
 
     broker_client = __import__("redis").Redis.from_url(broker.redis_url)
     broker_client.flushdb()

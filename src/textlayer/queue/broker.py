@@ -1,15 +1,12 @@
-"""The broker as the HTTP API sees it: is it there, and how many messages wait in the work queue."""
+"""The broker as the API and the reconciler see it: is it there, and how many messages wait in the work queue."""
 
 from __future__ import annotations
 
 import logging
 
-from textlayer.queue.app import app
+from textlayer.queue.app import QUEUE, app
 
 log = logging.getLogger(__name__)
-
-QUEUE = "textlayer"
-"""The Celery queue the tasks go to (``task_default_queue``)."""
 
 
 def broker_ping(timeout_s: float = 2.0) -> bool:

@@ -34,7 +34,7 @@ class Reconciler:
         *,
         period_s: float,
         queued_grace_s: float,
-        queue_depth: Callable[[], int] = lambda: 0,
+        queue_depth: Callable[[], int | None] = lambda: 0,
     ) -> None:
         """Watch ``pipeline``'s job store; ``publish`` queues a job id, ``queue_depth`` counts waiting messages."""
         self._pipeline = pipeline
@@ -49,7 +49,7 @@ class Reconciler:
         """One round; returns the jobs published again."""
         now = time.monotonic() if now is None else now
         stuck = self._pipeline.jobs.stuck(queued_older_than_s=self.queued_grace_s)
-        backlog = self._queue_depth()
+        backlog = self._queue_depth() or 0  # unknown (no broker): publishing fails anyway, and is retried
         published = []
         for job in stuck:
             if job.state == JobState.QUEUED and backlog > 0:

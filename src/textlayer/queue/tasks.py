@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from textlayer.queue.app import QUEUE, app
+from textlayer.queue.app import app
 from textlayer.queue.pipeline import Pipeline
 from textlayer.queue.runtime import pipeline_for_this_process
 
@@ -23,9 +23,3 @@ def process(job_id: str) -> None:
 def publish(job_id: str) -> None:
     """Queue job ``job_id`` (the message carries the id only; task id = job id for tracing)."""
     process.apply_async((job_id,), task_id=f"{job_id}-{os.urandom(4).hex()}")
-
-
-def queue_depth() -> int:
-    """Messages waiting in the job queue (the Redis list Celery's Redis transport keeps per queue)."""
-    with app.connection_for_read() as connection:
-        return int(connection.default_channel.client.llen(QUEUE))

@@ -186,8 +186,9 @@ class Stack:
 
     def _reconcile(self) -> None:
         from textlayer.queue.app import configure
+        from textlayer.queue.broker import queue_depth
         from textlayer.queue.reconciler import Reconciler
-        from textlayer.queue.tasks import publish, queue_depth
+        from textlayer.queue.tasks import publish
 
         configure(self.broker_url)
         reconciler = Reconciler(
