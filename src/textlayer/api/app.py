@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -98,9 +97,10 @@ def create_app(context: ApiContext, *, background: bool = True) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below from the swagger-ui-bundle wheel: FastAPI's default loads it from a CDN
         redoc_url=None,
     )
+    _serve_docs_offline(app)
     app.state.context = context
     app.include_router(router)
     app.add_exception_handler(TextlayerError, _textlayer_error)
@@ -109,6 +109,26 @@ def create_app(context: ApiContext, *, background: bool = True) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(MetricsMiddleware, metrics=context.metrics)
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """Interactive docs at ``/docs`` with Swagger UI's files from a pinned wheel (no CDN, works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="textlayer API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -129,11 +149,9 @@ def check_listen(host: str, *, tls: bool, allow_plaintext: bool) -> None:
     Raises:
         TextlayerError: A non-loopback host without TLS (``insecure_listen``).
     """
-    try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local and not tls and not allow_plaintext:
+    from textlayer.worker.server import is_loopback  # the OCR server's rule, for one host
+
+    if not is_loopback(f"[{host}]:0" if ":" in host else f"{host}:0") and not tls and not allow_plaintext:
         raise TextlayerError(
             f"refusing to take tokens and documents in plaintext on {host}: give --tls-cert and --tls-key, listen on "
             "127.0.0.1 (behind a TLS proxy), or pass --allow-plaintext on a network you trust",

@@ -253,3 +253,14 @@ def test_the_readme_python_client_works(stack, done, tmp_path):
     ran = subprocess.run([sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and ran.stdout.startswith("SUCCEEDED"), ran.stderr
     assert (tmp_path / "scan.searchable.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_the_interactive_docs_work_offline(stack):
+    """Swagger UI comes from the swagger-ui-bundle wheel, served by the API itself: no CDN is reachable here."""
+    with stack.client(None) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower() and "http://" not in page.text and "https://" not in page.text
+        script = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
