@@ -7,7 +7,7 @@ import dataclasses
 import os
 
 from textlayer.config import Settings
-from textlayer.errors import TextlayerError
+from textlayer.errors import UsageError
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
@@ -15,7 +15,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
     try:
         base = Settings.from_env(os.environ)
     except ValueError as exc:
-        raise TextlayerError(f"bad setting: {exc}") from exc
+        raise UsageError(f"bad setting: {exc}") from exc
     overrides = {
         "model": getattr(args, "model", None),
         "pdf_dpi": getattr(args, "dpi", None),
