@@ -460,14 +460,11 @@ def finish_pdf(pdf: bytes, *, rotate: Mapping[int, int], pdfa_icc_profile: bytes
         raise _unreadable(exc, "The PDF could not be rewritten") from exc
 
 
-def _fonts_and_images(resources: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """Every font and image a resource dictionary reaches, forms and tiling patterns included."""
+def _images_and_forms(resources: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every image and form a resource dictionary reaches, through forms and tiling patterns."""
     if resources is None or depth > 8:
         return
     resources = resources.get_object()
-    fonts: Any = (resources.get("/Font") or DictionaryObject()).get_object()
-    for font in fonts.values():
-        yield "font", font.get_object()
     for container in ("/XObject", "/Pattern"):
         entries: Any = (resources.get(container) or DictionaryObject()).get_object()
         for ref in entries.values():
@@ -476,7 +473,36 @@ def _fonts_and_images(resources: Any, depth: int = 0) -> Iterator[tuple[str, Any
                 yield "image", xobject
             elif isinstance(xobject, StreamObject):
                 yield "form", xobject
-                yield from _fonts_and_images(xobject.get("/Resources"), depth + 1)
+                yield from _images_and_forms(xobject.get("/Resources"), depth + 1)
+
+
+def _rendered_fonts(operations: list[tuple[Any, bytes]], resources: Any, reader: Any, depth: int = 0) -> Iterator[Any]:
+    """The fonts that show text other than invisibly (render mode 3), following the forms a stream draws.
+
+    Those are the fonts PDF/A wants embedded: a font only selected (reportlab's ``BT /F1 12 Tf ET`` on every page),
+    or used only for invisible text, is not used for rendering.
+    """
+    resources = resources.get_object() if resources is not None else DictionaryObject()
+    fonts: Any = (resources.get("/Font") or DictionaryObject()).get_object()
+    xobjects: Any = (resources.get("/XObject") or DictionaryObject()).get_object()
+    font, modes = None, [0]
+    for operands, operator in operations:
+        if operator == b"Tf" and operands:
+            font = fonts.get(operands[0])
+        elif operator == b"Tr" and operands:
+            modes[-1] = int(operands[0])
+        elif operator == b"q":
+            modes.append(modes[-1])
+        elif operator == b"Q" and len(modes) > 1:
+            modes.pop()
+        elif operator in _TEXT_SHOWING and modes[-1] != INVISIBLE and font is not None:
+            yield font.get_object()
+        elif operator == b"Do" and operands and depth < 8:
+            form = xobjects.get(operands[0])
+            form = form.get_object() if form is not None else None
+            if form is not None and form.get("/Subtype") == "/Form":
+                inner = ContentStream(form, reader).operations
+                yield from _rendered_fonts(inner, form.get("/Resources") or resources, reader, depth + 1)
 
 
 def _embedded(font: Any) -> bool:
@@ -533,10 +559,13 @@ def pdfa_problems(pdf: bytes) -> list[str]:
         if names is not None and "/JavaScript" in names.get_object():
             problems.append("the document carries JavaScript")
         for number, page in enumerate(reader.pages, start=1):
-            for kind, item in _fonts_and_images(page.get("/Resources")):
-                if kind == "font" and not _embedded(item):
-                    problems.append(f"page {number}: the font {item.get('/BaseFont', '?')} is not embedded")
-                if kind in ("image", "form") and "/LZWDecode" in _filters(item):
+            content = page.get_contents()
+            operations = list(content.operations) if content is not None else []
+            for font in _rendered_fonts(operations, page.get("/Resources"), reader):
+                if not _embedded(font):
+                    problems.append(f"page {number}: the font {font.get('/BaseFont', '?')} is not embedded")
+            for kind, item in _images_and_forms(page.get("/Resources")):
+                if "/LZWDecode" in _filters(item):
                     problems.append(f"page {number}: an LZW-compressed stream")
                 if kind == "image" and item.get("/Interpolate"):
                     problems.append(f"page {number}: an image asks to be interpolated")
