@@ -200,6 +200,7 @@ def test_standard_input_to_standard_output_with_sidecar_and_quiet(work):
     # A sideways page with a threshold no page can reach: --rotate-pages leaves it as it is.
     result = run(
         "ocr",
+        "--no-progress-bar",
         "-q",
         "--sidecar",
         "side.txt",
@@ -219,7 +220,21 @@ def test_standard_input_to_standard_output_with_sidecar_and_quiet(work):
 
 
 def test_output_type_none_writes_only_the_sidecar(work):
-    result = run("ocr", "--output-type", "none", "--sidecar", "only.txt", "small.png", "-", cwd=work)
+    # OCRmyPDF's short flags and its pixel limit's name, on a straight upright page: nothing to turn or straighten.
+    result = run(
+        "ocr",
+        "-r",
+        "-d",
+        "--max-image-mpixels",
+        "50",
+        "--output-type",
+        "none",
+        "--sidecar",
+        "only.txt",
+        "small.png",
+        "-",
+        cwd=work,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""
     assert share_found(expected_words(), words((work / "only.txt").read_text())) >= 0.8
@@ -285,7 +300,7 @@ def test_redo_ocr_replaces_an_earlier_ocr_layer_and_keeps_visible_text(work):
 
 
 def test_force_ocr_rasterises_pages_with_text(work):
-    result = run("ocr", "--force-ocr", "mixed.pdf", "forced.pdf", "--dpi", "150", cwd=work)
+    result = run("ocr", "-f", "mixed.pdf", "forced.pdf", "--dpi", "150", cwd=work)  # -f: --force-ocr
     assert result.returncode == 0, result.stderr
     digital, earlier, scan = pdf_text(work / "forced.pdf")
     assert words(digital) == ["Born", "digital", "page"]  # read again by the OCR, once
@@ -300,7 +315,7 @@ def test_every_page_with_text_is_exit_6_unless_skip_text(work):
     assert refused.returncode == 6, refused.stderr
     assert b"Every page already has text" in refused.stderr and not (work / "refused.pdf").exists()
     # --skip-text passes it through; as PDF/A it cannot be valid (Helvetica is not embedded): written, exit 4.
-    passed = run("ocr", "--skip-text", "--output-type", "pdfa", "digital.pdf", "passed.pdf", cwd=work)
+    passed = run("ocr", "-s", "--output-type", "pdfa", "digital.pdf", "passed.pdf", cwd=work)  # -s: --skip-text
     assert passed.returncode == 4, passed.stderr
     assert b"not a valid PDF/A-2b" in passed.stderr and b"Helvetica is not embedded" in passed.stderr
     assert "Born digital page" in pdf_text(work / "passed.pdf")[0]
@@ -358,6 +373,9 @@ def test_help_groups_the_flags_like_ocrmypdf():
     groups = ["Output options:", "OCR options:", "Image preprocessing options:", "Job control options:"]
     assert all(g in text for g in groups)
     for flag in (
+        "--invalidate-digital-signatures",
+        "--no-progress-bar",
+        "--max-image-mpixels",
         "--output-type",
         "--sidecar",
         "--language",

@@ -117,7 +117,10 @@ def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     modes = text.add_mutually_exclusive_group()
     modes.add_argument(
-        "--skip-text", action="store_true", help="pass pages that already have text through unchanged (the default)"
+        "-s",
+        "--skip-text",
+        action="store_true",
+        help="pass pages that already have text through unchanged (the default)",
     )
     modes.add_argument(
         "--redo-ocr",
@@ -125,6 +128,7 @@ def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="replace an earlier OCR layer (invisible text) with a new one; pages with visible text are passed through",
     )
     modes.add_argument(
+        "-f",
         "--force-ocr",
         action="store_true",
         help="OCR every page; a page that had text becomes its rasterised image with the new text layer",
@@ -135,12 +139,15 @@ def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     text.add_argument("--dpi", type=int, help="resolution to rasterise PDF pages at (default 300)")
     text.add_argument(
         "--invalidate-signature",
+        "--invalidate-digital-signatures",
+        dest="invalidate_signature",
         action="store_true",
         help="OCR a digitally signed PDF anyway (refused by default: the new file's signature no longer verifies)",
     )
 
     image = ocr.add_argument_group("Image preprocessing options")
     image.add_argument(
+        "-r",
         "--rotate-pages",
         action="store_true",
         help="turn pages whose text is sideways or upside down so it reads upright",
@@ -154,7 +161,7 @@ def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "(default 14)",
     )
     image.add_argument(
-        "--deskew", action="store_true", help="straighten skewed pages (the page becomes its straightened image)"
+        "-d", "--deskew", action="store_true", help="straighten skewed pages (the page becomes its straightened image)"
     )
 
     jobs = ocr.add_argument_group("Job control options")
@@ -163,7 +170,14 @@ def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     jobs.add_argument("-q", "--quiet", action="store_true", help="only errors: no progress bar, no notes")
     jobs.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what each step does")
+    jobs.add_argument("--no-progress-bar", action="store_true", help="no progress bar (notes and errors still)")
     jobs.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
+    jobs.add_argument(
+        "--max-image-mpixels",
+        type=float,
+        metavar="MPX",
+        help="the same limit in megapixels (OCRmyPDF's name; default 50)",
+    )
     jobs.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
     jobs.add_argument(
         "--server",
@@ -379,7 +393,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         reader = stack.enter_context(_page_reader(args, settings))
 
         def start_bar(total: int) -> None:
-            disable = True if args.quiet else (total < 2 or None)  # None: only on a terminal
+            disable = True if args.quiet or args.no_progress_bar else (total < 2 or None)  # None: only on a terminal
             bars.append(
                 stack.enter_context(tqdm(total=total, unit="page", desc="OCR", disable=disable, file=sys.stderr))
             )
