@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from textlayer.cli.settings import settings_for
 from textlayer.config import DEFAULT_TENANT, Settings
 from textlayer.elements import PageRecord
-from textlayer.errors import TextlayerError
+from textlayer.errors import TextlayerError, UsageError
 
 if TYPE_CHECKING:
     from textlayer.queue.pipeline import Pipeline
@@ -319,7 +319,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     folder: Path = args.directory
     if not folder.is_dir():
-        raise TextlayerError(f"{folder} is not a directory")
+        raise UsageError(f"{folder} is not a directory")
     settle_s = args.settle_s if args.watch else 0.0
     pipeline, publish = _pipeline(settings), _publisher(settings)
     done_dir, failed_dir = folder / "done", folder / "failed"

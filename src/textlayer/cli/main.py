@@ -338,6 +338,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
 
     from textlayer import formats
     from textlayer.files import write_atomically
+    from textlayer.media.sniff import document_kind
     from textlayer.ocr import OcrOptions, ocr_document
 
     verbose = getattr(args, "verbose", False)
@@ -357,6 +358,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
 
         check_languages(args.language, settings.model)
     data = _read_input(args.input, settings)
+    document_kind(data)  # empty or not a document: refused by its magic bytes before any jail starts
     bars: list[tqdm[None]] = []
 
     def report(record: PageRecord) -> None:
@@ -448,7 +450,7 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
         try:
             client = OcrClient(args.server, token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s))
         except ValueError as exc:
-            raise TextlayerError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         with client:
             yield client
         return
@@ -512,9 +514,9 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     settings = settings_for(args)
     if args.workers < 1 or args.queue < 0:
-        raise TextlayerError("--workers must be at least 1 and --queue at least 0")
+        raise UsageError("--workers must be at least 1 and --queue at least 0")
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise TextlayerError("--tls-cert and --tls-key go together")
+        raise UsageError("--tls-cert and --tls-key go together")
     token = settings.ocr_token
     if args.token_file is not None:
         try:
