@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import jsonschema
+import pikepdf
 import pytest
 import xmlschema
 
@@ -58,6 +59,7 @@ class Stack:
             "TEXTLAYER_OCR_SERVERS": f"unix:{self.data_dir / 'ocr.sock'}",
             "TEXTLAYER_SANDBOX_LAYERS": LAYERS,
             "TEXTLAYER_WORKER_CONCURRENCY": "1",
+            "TEXTLAYER_OUTPUT_TYPE": "pdfa",
             "FLOWER_UNAUTHENTICATED_API": "true",
         }
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -77,6 +79,7 @@ class Stack:
             ],
         )
         self.worker = self.spawn("worker", [str(BIN / "celery"), "-A", "textlayer.queue", "worker", "--loglevel=INFO"])
+        self.events = self.spawn("events", [str(BIN / "celery"), "-A", "textlayer.queue", "events", "--dump"])
         with OcrClient(self.env["TEXTLAYER_OCR_SERVERS"]) as client:
             client.wait_until_ready(180)
         _wait_for(lambda: self.flower_api("workers?refresh=1"), 60, "Flower to see the worker")
@@ -175,6 +178,23 @@ def test_flower_shows_the_task(stack, finished_job):
 
     (task,) = _wait_for(succeeded, 30, "Flower to report the task") or [None]
     assert task["received"] and task["started"] and task["succeeded"]  # the worker sends task events
+
+
+def test_celery_events_sees_the_task(stack, finished_job):
+    def dumped() -> str:
+        return (stack.root / "events.log").read_text(errors="replace")
+
+    _wait_for(lambda: f"task succeeded: textlayer.process({finished_job}-" in dumped(), 30, "the events dump")
+    for event in ("task sent", "task received", "task started"):  # the publisher sends "sent" too
+        assert f"{event}: textlayer.process({finished_job}-" in dumped()
+
+
+def test_the_service_writes_pdfa_when_the_setting_says(stack, finished_job):
+    result = stack.textlayer("get", finished_job, "-o", "service.pdf")
+    assert result.returncode == 0, result.stderr
+    with pikepdf.open(stack.root / "service.pdf") as pdf, pdf.open_metadata() as xmp:
+        assert xmp.get("pdfaid:part") == "2" and xmp.get("pdfaid:conformance") == "B"
+        assert pdf.Root.OutputIntents[0].S == "/GTS_PDFA1"
 
 
 def test_get_json_and_alto_in_the_documented_shapes(stack, finished_job):

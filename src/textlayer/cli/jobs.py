@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -297,6 +299,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0 if hits else 1
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""What stops a command: deferred while a submission is half done."""
+
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download")
 """Names of files still being copied by the usual tools: never submitted as they are."""
 
@@ -307,6 +312,20 @@ def _ingest_candidates(folder: Path) -> list[Path]:
         for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and not p.name.lower().endswith(PARTIAL_SUFFIXES)
     )
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (Python runs signal handlers in the main thread only)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _: received.append(number)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])  # now, with the handler the command had before
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -355,9 +374,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             looked.pop(path, None)
             # The key makes a submission after a restart (or of the same file again) return the job it already has.
             key = f"ingest:{hashlib.sha256(data).hexdigest()}:{path.name}"
-            job_id = str(
-                pipeline.submit(settings.tenant, data, filename=path.name, publish=publish, idempotency_key=key)
-            )
+            with _stops_deferred():  # a stop never leaves a stored job unpublished
+                job_id = pipeline.submit(
+                    settings.tenant, data, filename=path.name, publish=publish, idempotency_key=key
+                )
             in_flight[job_id] = path
             bar.total += 1
             bar.refresh()
