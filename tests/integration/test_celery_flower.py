@@ -216,6 +216,13 @@ def test_get_json_and_alto_in_the_documented_shapes(stack, finished_job):
     schema.validate(str(stack.root / "result.xml"))
     assert "<fileName>small.png</fileName>" in (stack.root / "result.xml").read_text()
 
+    result = stack.textlayer("get", finished_job, "--hocr", "-o", "result.hocr")
+    assert result.returncode == 0, result.stderr
+    check = subprocess.run(
+        [str(BIN / "hocr-spec"), "--parse-strict", str(stack.root / "result.hocr")], capture_output=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
 
 def test_ingest_watch_is_a_consume_folder(stack):
     inbox = stack.root / "inbox"
