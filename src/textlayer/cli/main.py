@@ -464,14 +464,14 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
         return
     from textlayer.worker.jailed import ocr_policy
 
-    reader = _LazyJailedReader(ocr_policy(settings, workers=getattr(args, "jobs", 1)))
+    reader = _BackgroundJailedReader(ocr_policy(settings, workers=getattr(args, "jobs", 1)))
     try:
         yield reader
     finally:
         reader.close()
 
 
-class _LazyJailedReader:
+class _BackgroundJailedReader:
     """Jailed OCR workers, started in the background while the converter reads the document.
 
     The first page that needs them waits for them; closing stops them (after their start).
