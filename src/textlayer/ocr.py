@@ -42,8 +42,9 @@ class OcrOptions:
     """Also OCR PDF pages that already have text, and replace them by their image in the PDF (``--force-ocr``)."""
     redo_ocr: bool = False
     """OCR again pages whose only text is invisible (an earlier OCR layer), replacing that layer (``--redo-ocr``)."""
-    skip_text_only: bool = True
-    """A document whose every page already has text is passed through; off, it is refused (:class:`PriorOcrFound`)."""
+    refuse_text_only: bool = False
+    """Refuse a document whose every page already has text (:class:`PriorOcrFound`, exit 6) instead of passing it
+    through: ``textlayer ocr`` without ``--skip-text``, ``--redo-ocr`` or ``--force-ocr``, as OCRmyPDF does."""
     deskew: bool = False
     """Straighten skewed page images before OCR; those pages become their straightened image (``--deskew``)."""
     rotate_pages: bool = False
@@ -177,7 +178,7 @@ def ocr_document(
         raise InputDocumentError(
             f"No page could be read; page 1: {message}" if total > 1 else message, reason=first.error_reason or ""
         )
-    if not options.skip_text_only and total and all(record.has_text and record.page is None for record in ordered):
+    if options.refuse_text_only and total and all(record.has_text and record.page is None for record in ordered):
         raise PriorOcrFound(
             "Every page already has text, so there is nothing to OCR; --skip-text passes the document through, "
             "--redo-ocr replaces an earlier OCR layer, --force-ocr rasterises and OCRs every page."

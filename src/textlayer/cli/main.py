@@ -384,7 +384,7 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
         parallel_pages=args.jobs,
         force_ocr=args.force_ocr,
         redo_ocr=args.redo_ocr,
-        skip_text_only=args.skip_text or args.redo_ocr or args.force_ocr,
+        refuse_text_only=not (args.skip_text or args.redo_ocr or args.force_ocr),
         deskew=args.deskew,
         rotate_pages=args.rotate_pages,
         rotate_pages_threshold=args.rotate_pages_threshold,
