@@ -25,6 +25,9 @@ DEFAULT_TENANT = "default"
 LAYER_CHOICES = ("require", "prefer")
 """Values of ``TEXTLAYER_SANDBOX_LAYERS``."""
 
+OUTPUT_TYPE_CHOICES = ("pdf", "pdfa")
+"""Values of ``TEXTLAYER_OUTPUT_TYPE``."""
+
 
 def _env(name: str, minimum: int = 1) -> dict[str, Any]:
     return {"env": name, "minimum": minimum}
@@ -86,6 +89,10 @@ class Settings:
     """The broker; None: the embedded Redis of ``textlayer up`` in the data directory."""
     ocr_servers: str | None = field(default=None, metadata=_env("TEXTLAYER_OCR_SERVERS"))
     """OCR servers; None: the OCR server of ``textlayer up`` on this machine."""
+    output_type: str = field(default="pdf", metadata=_env("TEXTLAYER_OUTPUT_TYPE"))
+    """Searchable PDFs the service (and ``textlayer ocr`` by default) writes: ``pdf``, or ``pdfa`` for PDF/A-2b."""
+    worker_concurrency: int = field(default=2, metadata=_env("TEXTLAYER_WORKER_CONCURRENCY"))
+    """Celery worker processes of ``textlayer worker`` and ``celery -A textlayer.queue worker``."""
     tenant: str = field(default=DEFAULT_TENANT, metadata=_env("TEXTLAYER_TENANT"))
     """Default tenant of the command line."""
     api_url: str | None = field(default=None, metadata=_env("TEXTLAYER_API_URL"))
@@ -119,6 +126,8 @@ class Settings:
         """Refuse a value that cannot work."""
         if self.sandbox_layers not in LAYER_CHOICES:
             raise ValueError(f"TEXTLAYER_SANDBOX_LAYERS={self.sandbox_layers!r} must be one of require, prefer")
+        if self.output_type not in OUTPUT_TYPE_CHOICES:
+            raise ValueError(f"TEXTLAYER_OUTPUT_TYPE={self.output_type!r} must be one of pdf, pdfa")
 
     @property
     def ocr_socket(self) -> Path:

@@ -1,14 +1,28 @@
-"""Render OCR results as plain text, JSON or hOCR (pure)."""
+"""Render OCR results as plain text, the result JSON, hOCR or ALTO XML (pure).
+
+The result JSON is one shape everywhere (``textlayer ocr --format json``, ``textlayer get --json``, the API):
+:func:`result_document`, described by ``schemas/result.schema.json`` with its :data:`RESULT_VERSION`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from html import escape
+from typing import Any
+from xml.sax.saxutils import quoteattr
 
-from textlayer.elements import PageText, Quad, quad_bbox
+from textlayer import __version__
+from textlayer.elements import PageRecord, PageText, Quad, quad_bbox
 
 FORM_FEED = "\f"
+
+RESULT_VERSION = "1.0"
+"""Version of the result JSON (``schemas/result.schema.json``): the major part changes when a field is removed or
+changes meaning, the minor part when a field is added."""
+
+FORMATS = ("text", "json", "hocr", "alto")
+"""What :func:`render` writes."""
 
 
 def to_text(pages: Sequence[PageText | None]) -> str:
@@ -16,9 +30,39 @@ def to_text(pages: Sequence[PageText | None]) -> str:
     return FORM_FEED.join((p.text if p else "") for p in pages) + "\n"
 
 
-def to_json(pages: Sequence[PageText | None]) -> str:
-    """The wire format: one object per page, null for pages that were not OCRed."""
-    return json.dumps({"pages": [p.to_dict() if p else None for p in pages]}, ensure_ascii=False, indent=1) + "\n"
+def result_document(
+    records: Sequence[PageRecord], *, filename: str | None = None, job: str | None = None
+) -> dict[str, Any]:
+    """The result JSON of a document: its version, where it comes from, and each page's record in page order."""
+    return {
+        "version": RESULT_VERSION,
+        "producer": f"textlayer {__version__}",
+        "document": {"filename": filename, "job": job, "pages": len(records)},
+        "pages": [record.to_dict() for record in records],
+    }
+
+
+def to_json(records: Sequence[PageRecord], *, filename: str | None = None, job: str | None = None) -> str:
+    """:func:`result_document` as indented JSON."""
+    return json.dumps(result_document(records, filename=filename, job=job), ensure_ascii=False, indent=1) + "\n"
+
+
+def render(kind: str, records: Sequence[PageRecord], *, filename: str | None = None, job: str | None = None) -> str:
+    """A document's records in one of :data:`FORMATS`.
+
+    Raises:
+        ValueError: an unknown format.
+    """
+    pages = [record.page for record in records]
+    if kind == "text":
+        return to_text(pages)
+    if kind == "json":
+        return to_json(records, filename=filename, job=job)
+    if kind == "hocr":
+        return to_hocr(pages, title=filename or "textlayer output")
+    if kind == "alto":
+        return to_alto(pages, filename=filename)
+    raise ValueError(f"unknown format {kind!r}; one of {', '.join(FORMATS)}")
 
 
 def _bbox(quad: Quad) -> str:
@@ -82,3 +126,78 @@ def _union(quads: list[Quad]) -> str:
     x1 = max(b[2] for b in boxes)
     y1 = max(b[3] for b in boxes)
     return f"bbox {int(x0)} {int(y0)} {int(round(x1))} {int(round(y1))}"
+
+
+ALTO_NAMESPACE = "http://www.loc.gov/standards/alto/ns-v4#"
+ALTO_SCHEMA = "http://www.loc.gov/standards/alto/v4/alto-4-4.xsd"
+
+
+def _box(quad: Quad) -> str:
+    x0, y0, x1, y1 = quad_bbox(quad)
+    left, top = max(0, round(x0)), max(0, round(y0))
+    return f'HPOS="{left}" VPOS="{top}" WIDTH="{max(0, round(x1) - left)}" HEIGHT="{max(0, round(y1) - top)}"'
+
+
+def _union_quad(quads: Sequence[Quad]) -> Quad:
+    boxes = [quad_bbox(q) for q in quads]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+
+def to_alto(pages: Sequence[PageText | None], *, filename: str | None = None) -> str:
+    """ALTO 4.4 XML, in pixels: Page > PrintSpace > TextBlock (reading order) > TextLine > String (WC) and SP.
+
+    A page that was not OCRed (text already there, blank, failed) is an empty Page.
+    """
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<alto xmlns="{ALTO_NAMESPACE}" xmlns:xlink="http://www.w3.org/1999/xlink"',
+        '      xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"',
+        f'      xsi:schemaLocation="{ALTO_NAMESPACE} {ALTO_SCHEMA}">',
+        "<Description>",
+        "<MeasurementUnit>pixel</MeasurementUnit>",
+    ]
+    if filename:
+        out.append(f"<sourceImageInformation><fileName>{escape(filename)}</fileName></sourceImageInformation>")
+    out += [
+        '<Processing ID="ocr">',
+        "<processingSoftware><softwareName>textlayer</softwareName>"
+        f"<softwareVersion>{escape(__version__)}</softwareVersion></processingSoftware>",
+        "</Processing>",
+        "</Description>",
+        "<Layout>",
+    ]
+    for number, page in enumerate(pages, start=1):
+        if page is None:
+            out.append(f'<Page ID="page_{number}" PHYSICAL_IMG_NR="{number}"/>')
+            continue
+        out.append(f'<Page ID="page_{number}" PHYSICAL_IMG_NR="{number}" WIDTH="{page.width}" HEIGHT="{page.height}">')
+        out.append(f'<PrintSpace HPOS="0" VPOS="0" WIDTH="{page.width}" HEIGHT="{page.height}">')
+        blocks: dict[int, list[int]] = {}
+        for i, line in enumerate(page.lines):
+            blocks.setdefault(line.block, []).append(i)
+        word_id = 0
+        for block_no, indices in enumerate(blocks.values(), start=1):
+            box = _box(_union_quad([page.lines[i].quad for i in indices]))
+            out.append(f'<TextBlock ID="block_{number}_{block_no}" {box}>')
+            for i in indices:
+                line = page.lines[i]
+                out.append(f'<TextLine ID="line_{number}_{i + 1}" {_box(line.quad)}>')
+                words = [w for w in line.words if w.text]
+                for position, word in enumerate(words):
+                    word_id += 1
+                    out.append(
+                        f'<String ID="string_{number}_{word_id}" {_box(word.quad)} '
+                        f'CONTENT={quoteattr(word.text)} WC="{min(max(word.confidence, 0.0), 1.0):.3f}"/>'
+                    )
+                    if position + 1 < len(words):
+                        x0, y0, x1, y1 = quad_bbox(word.quad)
+                        next_x0 = quad_bbox(words[position + 1].quad)[0]
+                        out.append(f'<SP HPOS="{round(x1)}" VPOS="{round(y0)}" WIDTH="{max(0, round(next_x0 - x1))}"/>')
+                out.append("</TextLine>")
+            out.append("</TextBlock>")
+        out.append("</PrintSpace>")
+        out.append("</Page>")
+    out += ["</Layout>", "</alto>", ""]
+    return "\n".join(out)

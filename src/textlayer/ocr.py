@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from textlayer.build_options import BuildOptions
 from textlayer.conversion import DocumentConverter
 from textlayer.elements import PageRecord, PageText
-from textlayer.errors import InputDocumentError, OcrUnavailable, TextlayerError
+from textlayer.errors import InputDocumentError, OcrUnavailable, PriorOcrFound, TextlayerError
 from textlayer.media.pages import EncodedPage
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,20 @@ class OcrOptions:
     parallel_pages: int = 1
     """Pages in flight at once (spread over every OCR server and worker)."""
     force_ocr: bool = False
-    """Also OCR PDF pages that already have text."""
+    """Also OCR PDF pages that already have text, and replace them by their image in the PDF (``--force-ocr``)."""
+    redo_ocr: bool = False
+    """OCR again pages whose only text is invisible (an earlier OCR layer), replacing that layer (``--redo-ocr``)."""
+    refuse_text_only: bool = False
+    """Refuse a document whose every page already has text (:class:`PriorOcrFound`, exit 6) instead of passing it
+    through: ``textlayer ocr`` without ``--skip-text``, ``--redo-ocr`` or ``--force-ocr``, as OCRmyPDF does."""
+    deskew: bool = False
+    """Straighten skewed page images before OCR; those pages become their straightened image (``--deskew``)."""
+    rotate_pages: bool = False
+    """Turn pages for display so their text reads upright (``--rotate-pages``)..."""
+    rotate_pages_threshold: float = 14.0
+    """...when the page, read upright, has a mean word confidence of at least this (percent)."""
+    output_type: str = "pdf"
+    """``pdf`` or ``pdfa`` (PDF/A-2b, checked: :attr:`OcrResult.pdf_problems`)."""
     ocr_wait_s: float = 0.0
     """How long a page waits for an OCR server to come back before it fails (``ocr_unavailable``)."""
     max_document_s: float | None = None
@@ -83,6 +97,8 @@ class OcrResult:
 
     records: list[PageRecord]
     pdf: bytes | None = None
+    pdf_problems: tuple[str, ...] = ()
+    """Why the PDF is not what was asked (a PDF/A check failed); empty when it is."""
 
     @property
     def pages(self) -> list[PageText | None]:
@@ -122,8 +138,11 @@ def ocr_document(
     if on_total is not None:
         on_total(total)
     records: dict[int, PageRecord] = dict(done or {})
+    skews: dict[int, float] = {}
 
     def read(page: EncodedPage) -> None:
+        if page.skew_deg:
+            skews[page.index] = page.skew_deg
         record = read_page(page, reader, options)
         if on_page is not None:
             on_page(record)
@@ -133,7 +152,10 @@ def ocr_document(
     with concurrent.futures.ThreadPoolExecutor(options.parallel_pages, thread_name_prefix="page") as pool:
         pending: set[concurrent.futures.Future[None]] = set()
         try:
-            for page in converter.pages(data, todo, force_ocr=options.force_ocr):
+            pages = converter.pages(
+                data, todo, force_ocr=options.force_ocr, redo_ocr=options.redo_ocr, deskew=options.deskew
+            )
+            for page in pages:
                 # Bounded: never more than 2x parallel_pages rasterised pages in memory.
                 pending.add(pool.submit(read, page))
                 if len(pending) >= 2 * options.parallel_pages:
@@ -156,10 +178,38 @@ def ocr_document(
         raise InputDocumentError(
             f"No page could be read; page 1: {message}" if total > 1 else message, reason=first.error_reason or ""
         )
-    pdf = None
-    if build_pdf:
-        pdf = converter.build_pdf(data, [r.page for r in ordered], [r.index for r in ordered if r.has_text])
-    return OcrResult(ordered, pdf)
+    if options.refuse_text_only and total and all(record.has_text and record.page is None for record in ordered):
+        raise PriorOcrFound(
+            "Every page already has text, so there is nothing to OCR; --skip-text passes the document through, "
+            "--redo-ocr replaces an earlier OCR layer, --force-ocr rasterises and OCRs every page."
+        )
+    if not build_pdf:
+        return OcrResult(ordered)
+    build = build_options(ordered, skews, options)
+    with_text = [r.index for r in ordered if r.has_text and r.index not in build.rasterize]
+    built = converter.build_pdf(data, [r.page for r in ordered], with_text, build)
+    return OcrResult(ordered, built.pdf, built.problems)
+
+
+def build_options(records: list[PageRecord], skews: Mapping[int, float], options: OcrOptions) -> BuildOptions:
+    """What the PDF build must do besides the text layers: rasterised pages, turned pages, PDF/A."""
+    rasterize = {index: angle for index, angle in skews.items() if records[index].page is not None}
+    if options.force_ocr:  # a page with text that was OCRed becomes its image: never two text layers
+        rasterize.update({r.index: skews.get(r.index, 0.0) for r in records if r.has_text and r.page is not None})
+    rotate: dict[int, int] = {}
+    if options.rotate_pages:
+        for record in records:
+            page = record.page
+            if page is None or not page.rotation or not page.words:
+                continue
+            confidence = 100.0 * sum(w.confidence for w in page.words) / len(page.words)
+            if confidence >= options.rotate_pages_threshold:
+                rotate[record.index] = page.rotation
+            else:
+                log.info(
+                    "page %d: rotation %d not applied (confidence %.0f)", record.index + 1, page.rotation, confidence
+                )
+    return BuildOptions(output_type=options.output_type, rasterize=rasterize, rotate=rotate, redo_ocr=options.redo_ocr)
 
 
 def _check_time(started: float, limit_s: float | None) -> None:

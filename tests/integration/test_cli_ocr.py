@@ -41,7 +41,7 @@ def test_png_to_text_json_and_valid_hocr(tmp_path, receipt):
 
     out_json = tmp_path / "receipt.json"
     assert _run("ocr", str(source), "--format", "json", "-o", str(out_json)).returncode == 0
-    page = json.loads(out_json.read_text())["pages"][0]
+    page = json.loads(out_json.read_text())["pages"][0]["page"]  # the result JSON (schemas/result.schema.json)
     assert page["width"] == receipt.image.shape[1] and page["lines"][0]["words"][0]["quad"]
 
     out_hocr = tmp_path / "receipt.hocr"

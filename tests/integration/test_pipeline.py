@@ -243,7 +243,8 @@ def test_cli_ingest_moves_files_to_done_and_failed(service, tmp_path):
     result = _cli(service, "ingest", str(inbox))
     assert result.returncode == 2, result.stderr
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.jpg", "b.png"]
-    assert [p.name for p in (inbox / "failed").iterdir()] == ["broken.pdf"]
+    assert sorted(p.name for p in (inbox / "failed").iterdir()) == ["broken.pdf", "broken.pdf.reason.txt"]
+    assert (inbox / "failed" / "broken.pdf.reason.txt").read_text().startswith("corrupt_pdf: ")
     assert "2 done, 1 failed" in result.stdout and "broken.pdf: corrupt_pdf" in result.stdout
 
 

@@ -14,6 +14,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
         "textlayer.elements",
         "textlayer.errors",
         "textlayer.config",
+        "textlayer.build_options",
         "textlayer.files",
         "textlayer.media.limits",
         "textlayer.media.pages",

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from reportlab.pdfgen import canvas
 
+from textlayer.build_options import BuildOptions
 from textlayer.conversion import InProcessConverter
 from textlayer.conversion.wire import decode_build_request, decode_rendered, encode_build_request, encode_rendered
 from textlayer.elements import Line, PageText, Word
@@ -78,8 +79,9 @@ def test_a_refusal_keeps_its_reason_code():
 def test_build_request_round_trip():
     quad = ((1.0, 2.0), (30.0, 2.0), (30.0, 12.0), (1.0, 12.0))
     page = PageText(10, 20, 0, (Line((Word("héllo", quad, 0.5),), quad, 0.5),), dpi=150.0)
-    header, payload = encode_build_request(b"%PDF-1.7 doc", [page, None], [1])
-    assert decode_build_request(header, payload) == (b"%PDF-1.7 doc", [page, None], [1])
+    options = BuildOptions(output_type="pdfa", rasterize={0: -1.5}, rotate={0: 90}, redo_ocr=True)
+    header, payload = encode_build_request(b"%PDF-1.7 doc", [page, None], [1], options)
+    assert decode_build_request(header, payload) == (b"%PDF-1.7 doc", [page, None], [1], options)
 
 
 def test_render_finds_text_pages_blank_pages_and_pages_to_read():

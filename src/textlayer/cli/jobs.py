@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textlayer.cli.settings import settings_for
 from textlayer.config import DEFAULT_TENANT, Settings
 from textlayer.elements import PageRecord
-from textlayer.errors import TextlayerError
+from textlayer.errors import TextlayerError, UsageError
 
 if TYPE_CHECKING:
     from textlayer.queue.pipeline import Pipeline
@@ -54,8 +56,10 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     worker = commands.add_parser(
         "worker",
         help="run a Celery worker (multi-machine: point REDIS_URL and TEXTLAYER_OCR_SERVERS at the shared services)",
+        description="The same as `celery -A textlayer.queue worker`: the app reads its broker, queue and limits "
+        "from the TEXTLAYER_* settings and REDIS_URL, and sends task events (celery events, Flower).",
     )
-    worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default $TEXTLAYER_WORKER_CONCURRENCY or 2)")
     worker.set_defaults(handler=_cmd_worker)
 
     submit = commands.add_parser("submit", help="queue documents for OCR; prints one job id per file")
@@ -81,7 +85,11 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     kind = get.add_mutually_exclusive_group()
     kind.add_argument("--text", action="store_true", help="the plain text (form feed between pages)")
-    kind.add_argument("--json", action="store_true", help="the words, boxes and confidences per page")
+    kind.add_argument(
+        "--json", action="store_true", help="the result JSON: pages, words, boxes, confidences (schemas/)"
+    )
+    kind.add_argument("--alto", action="store_true", help="ALTO 4 XML: blocks, lines, strings with boxes and WC")
+    kind.add_argument("--hocr", action="store_true", help="hOCR (XHTML with ocrx_word boxes)")
     tenant_option(get)
     api_option(get)
     get.set_defaults(handler=_cmd_get)
@@ -95,12 +103,20 @@ def add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
     ingest = commands.add_parser(
         "ingest",
-        help="submit every file of a folder (back-office batches); files move to done/ or failed/",
+        help="submit every file of a folder (back-office batches, or a consume folder with --watch)",
         description="Submit each file of DIR once, show a progress bar, then move each file to DIR/done or "
-        "DIR/failed and print the failures with their reasons. --watch keeps consuming new files.",
+        "DIR/failed (with NAME.reason.txt saying why) and print the failures with their reasons. --watch makes DIR "
+        "a consume folder: a new file is submitted once its size and time have kept still for --settle-s seconds "
+        "(files still being copied are left alone), and a restart never submits a file twice.",
     )
     ingest.add_argument("directory", type=Path)
-    ingest.add_argument("--watch", action="store_true", help="keep watching the folder for new files")
+    ingest.add_argument("--watch", action="store_true", help="keep consuming new files until interrupted")
+    ingest.add_argument(
+        "--settle-s",
+        type=float,
+        default=2.0,
+        help="with --watch: seconds a file's size must keep still before it is submitted (default 2)",
+    )
     tenant_option(ingest)
     ingest.set_defaults(handler=_cmd_ingest)
 
@@ -167,14 +183,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from textlayer.queue.app import configure
+    # The same app and configuration as `celery -A textlayer.queue worker`: Settings, then this command's flags.
+    from textlayer.queue.app import QUEUE, configure
     from textlayer.queue.runtime import broker_url
 
     settings = settings_for(args)
-    app = configure(broker_url(settings), concurrency=args.concurrency, max_document_s=settings.max_document_s)
-    app.worker_main(
-        ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", "textlayer"]
-    )
+    concurrency = args.concurrency or settings.worker_concurrency
+    # Refuses to start when no broker is there.
+    app = configure(broker_url(settings), concurrency=concurrency, max_document_s=settings.max_document_s)
+    app.worker_main(["worker", f"--concurrency={concurrency}", "--pool=prefork", "--loglevel=INFO", "-Q", QUEUE])
     return 0
 
 
@@ -287,17 +304,19 @@ def _cmd_get(args: argparse.Namespace) -> int:
     job = pipeline.jobs.get(args.job, settings.tenant)
     if job.state not in SUCCEEDED_STATES:
         raise TextlayerError(f"job {job.id} is {job.state}" + (f" ({job.reason}: {job.message})" if job.reason else ""))
-    if args.json:
+    kind = "json" if args.json else "alto" if args.alto else "hocr" if args.hocr else None
+    if kind is not None:
+        from textlayer import formats
+
         raw = (pipeline.blobs.get_page(settings.tenant, job.id, i) for i in range(job.pages_total or 0))
-        pages = [PageRecord.from_json(record).to_dict() for record in raw]
-        content = json.dumps({"job": job.id, "pages": pages}, indent=1).encode()
+        records = [PageRecord.from_json(record) for record in raw]
+        content = formats.render(kind, records, filename=job.filename, job=job.id).encode()
     else:
         content = pipeline.blobs.get(settings.tenant, job.id, "text.txt" if args.text else "output.pdf")
 
+    suffix = {"json": ".json", "alto": ".xml", "hocr": ".hocr"}.get(kind or "", ".txt" if args.text else ".pdf")
     # The stored name is sanitised at upload; download_name keeps a hostile one from choosing a path.
-    output = args.output or Path(
-        download_name(job.filename, suffix=".txt" if args.text else ".json" if args.json else ".pdf")
-    )
+    output = args.output or Path(download_name(job.filename, suffix=suffix))
     write_atomically(output, content, private=False)
     print(output)
     return 0
@@ -322,42 +341,106 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0 if hits else 1
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""What stops a command: deferred while a submission is half done."""
+
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download")
+"""Names of files still being copied by the usual tools: never submitted as they are."""
+
+
+def _ingest_candidates(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.lower().endswith(PARTIAL_SUFFIXES)
+    )
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (Python runs signal handlers in the main thread only)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _: received.append(number)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])  # now, with the handler the command had before
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    import hashlib
+
     from tqdm import tqdm
+
+    from textlayer.files import write_atomically
 
     settings = settings_for(args)
     folder: Path = args.directory
     if not folder.is_dir():
-        raise TextlayerError(f"{folder} is not a directory")
+        raise UsageError(f"{folder} is not a directory")
+    settle_s = args.settle_s if args.watch else 0.0
     pipeline, publish = _pipeline(settings), _publisher(settings)
     done_dir, failed_dir = folder / "done", folder / "failed"
     done_dir.mkdir(exist_ok=True)
     failed_dir.mkdir(exist_ok=True)
     in_flight: dict[str, Path] = {}
+    looked: dict[Path, tuple[tuple[int, int], float]] = {}  # size and mtime, and since when they have not changed
     failures: list[str] = []
     finished = 0
     bar = tqdm(total=0, unit="doc", desc="ingest", file=sys.stderr, disable=None)
     while True:
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        now = time.monotonic()
+        for path in _ingest_candidates(folder):
             if path in in_flight.values():
                 continue
-            in_flight[_submit_file(pipeline, publish, settings.tenant, path)] = path
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            state = (stat.st_size, stat.st_mtime_ns)
+            previous = looked.get(path)
+            if previous is None or previous[0] != state:
+                looked[path] = (state, now)  # new or still growing: wait until it keeps still
+                if settle_s > 0:
+                    continue
+            elif now - previous[1] < settle_s:
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                log.warning("cannot read %s: %s", path, exc.strerror)
+                continue
+            looked.pop(path, None)
+            # The key makes a submission after a restart (or of the same file again) return the job it already has.
+            key = f"ingest:{hashlib.sha256(data).hexdigest()}:{path.name}"
+            with _stops_deferred():  # a stop never leaves a stored job unpublished
+                job_id = pipeline.submit(
+                    settings.tenant, data, filename=path.name, publish=publish, idempotency_key=key
+                )
+            in_flight[job_id] = path
             bar.total += 1
             bar.refresh()
         for job_id, path in list(in_flight.items()):
             job = pipeline.jobs.get(job_id, settings.tenant)
             if not job.state.terminal:
                 continue
-            target = failed_dir if job.state == "FAILED" else done_dir
-            shutil.move(str(path), target / path.name)
             if job.state == "FAILED":
+                write_atomically(
+                    failed_dir / f"{path.name}.reason.txt", f"{job.reason}: {job.message}\n", private=False
+                )
+                shutil.move(str(path), failed_dir / path.name)
                 failures.append(f"{path.name}: {job.reason}: {job.message}")
+            else:
+                shutil.move(str(path), done_dir / path.name)
             del in_flight[job_id]
             finished += 1
             bar.update(1)
-        if not in_flight and not args.watch:
+        if not in_flight and not looked and not args.watch:
             break
-        time.sleep(1.0)
+        time.sleep(0.5 if args.watch else 1.0)
     bar.close()
     print(f"{finished - len(failures)} done, {len(failures)} failed")  # bar.n stays 0 when tqdm is disabled
     for line in failures:

@@ -10,40 +10,188 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from textlayer import __version__
 from textlayer.cli.api import add_api_commands
 from textlayer.cli.jobs import add_job_commands
 from textlayer.cli.settings import settings_for
 from textlayer.config import Settings
-from textlayer.errors import InputDocumentError, SandboxCrashed, TextlayerError
+from textlayer.errors import InputDocumentError, OutputInvalid, SandboxCrashed, TextlayerError, UsageError
 
 if TYPE_CHECKING:
     from textlayer.conversion import DocumentConverter
-    from textlayer.elements import PageRecord
+    from textlayer.elements import PageRecord, PageText
     from textlayer.ocr import PageReader
+    from textlayer.sandbox import SandboxPolicy
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("text", "json", "hocr", "pdf")
+FORMATS = ("text", "json", "hocr", "alto", "pdf")
+
+OUTPUT_TYPES = ("pdf", "pdfa", "pdfa-2", "none")
+"""``--output-type``: OCRmyPDF's names (``pdfa-2`` is ``pdfa``; PDF/A-1 and -3 are not made)."""
+
+_SUFFIX_FORMATS = {".pdf": "pdf", ".json": "json", ".hocr": "hocr", ".html": "hocr", ".xml": "alto", ".alto": "alto"}
+"""The format an OUTPUT file name implies when neither --format nor --output-type says."""
 
 _OCR_EPILOG = """\
 examples:
+  textlayer ocr scan.pdf searchable.pdf       add an invisible, selectable text layer
+  textlayer ocr -l eng --rotate-pages --deskew --jobs 2 --output-type pdfa in.pdf out.pdf
   textlayer ocr scan.png                      print the text of a scan
-  textlayer ocr scan.pdf -o searchable.pdf    add an invisible, selectable text layer
-  textlayer ocr photo.jpg -o out.pdf --sidecar out.txt
-  textlayer ocr invoice.pdf --format hocr -o invoice.hocr
-  textlayer ocr receipt.jpg --model tiny      faster, somewhat less accurate
+  cat scan.pdf | textlayer ocr - - > out.pdf  standard input to standard output
+  textlayer ocr photo.jpg out.pdf --sidecar out.txt
+  textlayer ocr in.pdf --output-type none --sidecar out.txt
+  textlayer ocr book.tiff book.xml            ALTO 4 XML (--format alto); .json, .hocr likewise
 
-Pages of a PDF that already carry text are reported and left alone unless --force-ocr
-(even then, a searchable PDF never gets a second text layer on such a page).
-The document is decoded and read inside a jailed worker process (seccomp allowlist, namespaces,
-read-only private root, no network); `textlayer sandbox check` shows the layers on this host.
-Exit status: 0 done, 2 the input cannot be processed (the reason is printed), 3 model problem.
+Pages of a PDF that already carry text are passed through (--skip-text); a document whose every page
+has text is refused with exit status 6 unless --skip-text, --redo-ocr or --force-ocr says what to do.
+The document is decoded and read inside jailed processes (seccomp allowlist, namespaces, read-only
+private root, no network); `textlayer sandbox check` shows the layers on this host.
+
+exit status (OCRmyPDF's): 0 done, 1 bad arguments, 2 the input file cannot be processed (the reason is
+printed), 3 a missing dependency (a model, a language the model set cannot read), 4 the output was
+written but is not valid (PDF/A), 6 every page already has text, 8 the input is encrypted,
+15 any other error, 130 interrupted.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit with status 1, as OCRmyPDF's do (argparse's own is 2: an input-file error there)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and the message, exit 1."""
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _add_ocr_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ocr = commands.add_parser(
+        "ocr",
+        help="OCR a PDF or image into a searchable PDF, PDF/A, text, JSON, hOCR or ALTO (OCRmyPDF's flags)",
+        description="Read the text of a scan (PDF, PNG, JPEG or multi-page TIFF) and write a searchable PDF, or the "
+        "text with its word boxes. The flags mean what OCRmyPDF's mean (README.md has the table).",
+        usage="textlayer ocr [options] INPUT [OUTPUT]",
+        epilog=_OCR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ocr.add_argument(
+        "input", metavar="INPUT", help="the document to read: PDF, PNG, JPEG or TIFF; - for standard input"
+    )
+    ocr.add_argument(
+        "output",
+        metavar="OUTPUT",
+        nargs="?",
+        help="where to write: a file, or - for standard output (a PDF unless --format says otherwise); "
+        "without it, the text goes to standard output",
+    )
+    out = ocr.add_argument_group("Output options")
+    out.add_argument("-o", "--output", dest="output_option", metavar="FILE", help="the same as OUTPUT")
+    out.add_argument(
+        "--output-type",
+        choices=OUTPUT_TYPES,
+        help="pdf: a searchable PDF; pdfa (= pdfa-2): PDF/A-2b for archiving; none: no output file (use --sidecar). "
+        "Default: pdf when the output is a PDF ($TEXTLAYER_OUTPUT_TYPE sets it)",
+    )
+    out.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="text (reading order, form feed between pages), json (the result JSON: schemas/result.schema.json), "
+        "hocr (XHTML), alto (ALTO 4 XML) or pdf; default: from OUTPUT's suffix (.pdf .json .hocr .xml), "
+        "pdf for OUTPUT -, else text",
+    )
+    out.add_argument(
+        "--sidecar", metavar="FILE", type=Path, help="also write the plain text here (form feed between pages)"
+    )
+
+    text = ocr.add_argument_group("OCR options")
+    text.add_argument(
+        "-l",
+        "--language",
+        metavar="LANG",
+        help="languages on the pages, Tesseract's codes joined by + (eng+deu); one the model set cannot read is "
+        "refused with the list it can (the model reads all its scripts at once)",
+    )
+    modes = text.add_mutually_exclusive_group()
+    modes.add_argument(
+        "-s",
+        "--skip-text",
+        action="store_true",
+        help="pass pages that already have text through unchanged (the default)",
+    )
+    modes.add_argument(
+        "--redo-ocr",
+        action="store_true",
+        help="replace an earlier OCR layer (invisible text) with a new one; pages with visible text are passed through",
+    )
+    modes.add_argument(
+        "-f",
+        "--force-ocr",
+        action="store_true",
+        help="OCR every page; a page that had text becomes its rasterised image with the new text layer",
+    )
+    text.add_argument(
+        "--model", help="model set from models_onnx/manifest.toml: small (default, most accurate) or tiny"
+    )
+    text.add_argument("--dpi", type=int, help="resolution to rasterise PDF pages at (default 300)")
+    text.add_argument(
+        "--invalidate-signature",
+        "--invalidate-digital-signatures",
+        dest="invalidate_signature",
+        action="store_true",
+        help="OCR a digitally signed PDF anyway (refused by default: the new file's signature no longer verifies)",
+    )
+
+    image = ocr.add_argument_group("Image preprocessing options")
+    image.add_argument(
+        "-r",
+        "--rotate-pages",
+        action="store_true",
+        help="turn pages whose text is sideways or upside down so it reads upright",
+    )
+    image.add_argument(
+        "--rotate-pages-threshold",
+        type=float,
+        default=14.0,
+        metavar="CONFIDENCE",
+        help="turn a page only when its text, read upright, has at least this mean word confidence in percent "
+        "(default 14)",
+    )
+    image.add_argument(
+        "-d", "--deskew", action="store_true", help="straighten skewed pages (the page becomes its straightened image)"
+    )
+
+    jobs = ocr.add_argument_group("Job control options")
+    jobs.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="pages read at once = jailed OCR workers (default 1)"
+    )
+    jobs.add_argument("-q", "--quiet", action="store_true", help="only errors: no progress bar, no notes")
+    jobs.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what each step does")
+    jobs.add_argument("--no-progress-bar", action="store_true", help="no progress bar (notes and errors still)")
+    jobs.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
+    jobs.add_argument(
+        "--max-image-mpixels",
+        type=float,
+        metavar="MPX",
+        help="the same limit in megapixels (OCRmyPDF's name; default 50)",
+    )
+    jobs.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
+    jobs.add_argument(
+        "--server",
+        metavar="ADDR",
+        help="send the pages to running OCR servers (textlayer ocr-server) instead of OCRing here: "
+        "unix:PATH, HOST:PORT, a comma-separated list of IP:PORT, or dns:///NAME:PORT",
+    )
+    jobs.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="debugging only: decode and OCR in this process instead of the seccomp/namespace jail",
+    )
+    ocr.set_defaults(handler=_cmd_ocr)
 
 
 _SERVER_EPILOG = """\
@@ -57,7 +205,7 @@ examples:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="textlayer",
         description="textlayer turns scanned documents into searchable text with ONNX OCR models.",
     )
@@ -69,47 +217,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where the service keeps its state: jobs, index, blobs, Redis, sockets, logs "
         "(default $TEXTLAYER_DATA_DIR or ~/.local/share/textlayer)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands are _Parsers too (parser_class defaults to the parent's class): bad arguments exit 1 everywhere.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
-    ocr = commands.add_parser(
-        "ocr",
-        help="OCR an image or PDF and print or save its text",
-        description="Read the text of a scan (PDF, PNG, JPEG or multi-page TIFF) with its word boxes.",
-        epilog=_OCR_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ocr.add_argument("input", type=Path, help="the document to read")
-    ocr.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
-    ocr.add_argument(
-        "--format",
-        choices=FORMATS,
-        help="text (reading order, form feed between pages), json (words, boxes, confidences), "
-        "hocr (XHTML with ocrx_word boxes) or pdf (the document with an invisible text layer); "
-        "default: pdf when OUTPUT ends in .pdf, else text",
-    )
-    ocr.add_argument("--sidecar", type=Path, help="also write the plain text here (form feed between pages)")
-    ocr.add_argument("--model", help="model set from models_onnx/manifest.toml: small (default, most accurate) or tiny")
-    ocr.add_argument("--dpi", type=int, help="resolution to rasterise PDF pages at (default 300)")
-    ocr.add_argument("--force-ocr", action="store_true", help="also OCR PDF pages that already have text")
-    ocr.add_argument(
-        "--invalidate-signature",
-        action="store_true",
-        help="OCR a digitally signed PDF anyway (refused by default: the new file's signature no longer verifies)",
-    )
-    ocr.add_argument("--max-pixels", type=int, help="largest page accepted, in pixels (default 50000000)")
-    ocr.add_argument("--threads", type=int, help="onnxruntime threads per model (default 1)")
-    ocr.add_argument(
-        "--server",
-        metavar="ADDR",
-        help="send the pages to running OCR servers (textlayer ocr-server) instead of OCRing here: "
-        "unix:PATH, HOST:PORT, a comma-separated list of IP:PORT, or dns:///NAME:PORT",
-    )
-    ocr.add_argument(
-        "--no-sandbox",
-        action="store_true",
-        help="debugging only: decode and OCR in this process instead of the seccomp/namespace jail",
-    )
-    ocr.set_defaults(handler=_cmd_ocr)
+    _add_ocr_command(commands)
 
     server = commands.add_parser(
         "ocr-server",
@@ -175,40 +289,92 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_ocr(args: argparse.Namespace) -> int:
-    # Imported here so that `textlayer --help` stays instant.
-    from tqdm import tqdm
+def _output_plan(args: argparse.Namespace, settings: Settings) -> tuple[str | None, str | None, str]:
+    """Where the output goes (None: stdout as text, ``-``: stdout), its format (None: none) and the PDF kind.
 
-    from textlayer import formats
-    from textlayer.files import write_atomically
-    from textlayer.ocr import OcrOptions, ocr_document
+    Raises:
+        UsageError: the flags contradict each other.
+    """
+    if args.output is not None and args.output_option is not None:
+        raise UsageError("give the output once: OUTPUT or -o FILE, not both")
+    output = args.output if args.output is not None else args.output_option
+    output_type = {"pdfa-2": "pdfa"}.get(args.output_type, args.output_type)
+    if output_type == "none":
+        if output not in (None, "-"):
+            raise UsageError("--output-type none writes no output file; give - (or nothing) as OUTPUT")
+        if args.format is not None:
+            raise UsageError("--output-type none writes no output; --format has nothing to format")
+        return None, None, "none"
+    if output_type is not None and args.format not in (None, "pdf"):
+        raise UsageError(f"--output-type {args.output_type} makes a PDF, --format {args.format} does not; choose one")
+    if args.format is not None:
+        output_format = args.format
+    elif output_type is not None or output == "-":
+        output_format = "pdf"
+    elif output is None:
+        output_format = "text"
+    else:
+        output_format = _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "text")
+    if output_format == "pdf" and output in (None, "-") and sys.stdout.isatty():
+        raise UsageError("a PDF is not written to a terminal: name an OUTPUT file or redirect standard output")
+    return output, output_format, output_type or settings.output_type
 
-    if not args.verbose:
-        # A one-shot command says what went wrong in its one error line; the pool's retries are detail.
-        logging.getLogger("textlayer.sandbox").setLevel(logging.ERROR)
-    settings = settings_for(args)
-    output_format = args.format or ("pdf" if args.output and args.output.suffix.lower() == ".pdf" else "text")
-    if output_format == "pdf" and args.output is None:
-        raise TextlayerError("--format pdf needs -o OUTPUT.pdf (a PDF is not written to a terminal)")
+
+def _read_input(name: str, settings: Settings) -> bytes:
     limit = settings.max_upload_mib * 1024 * 1024
     try:
-        with args.input.open("rb") as file:
-            data = file.read(limit + 1)  # never more than one byte past the limit
+        if name == "-":
+            data = sys.stdin.buffer.read(limit + 1)  # never more than one byte past the limit
+        else:
+            with Path(name).open("rb") as file:
+                data = file.read(limit + 1)
     except OSError as exc:
-        raise TextlayerError(f"cannot read {args.input}: {exc.strerror}") from exc
+        raise InputDocumentError(f"cannot read {name}: {exc.strerror}", reason="unreadable_file") from exc
     if len(data) > limit:
         raise InputDocumentError(
             f"The file is larger than {settings.max_upload_mib} MiB; split it or lower its resolution "
             "(or raise TEXTLAYER_MAX_UPLOAD_MIB).",
             reason="file_too_large",
         )
+    return data
+
+
+def _cmd_ocr(args: argparse.Namespace) -> int:
+    # Imported here so that `textlayer --help` stays instant.
+    from tqdm import tqdm
+
+    from textlayer import formats
+    from textlayer.files import write_atomically
+    from textlayer.media.sniff import document_kind
+    from textlayer.ocr import OcrOptions, ocr_document
+
+    verbose = getattr(args, "verbose", False)
+    if args.quiet:
+        logging.getLogger("textlayer").setLevel(logging.ERROR)
+    elif not verbose:
+        # A one-shot command says what went wrong in its one error line; the pool's retries are detail.
+        logging.getLogger("textlayer.sandbox").setLevel(logging.ERROR)
+    else:
+        logging.getLogger().setLevel(logging.INFO)
+    settings = settings_for(args)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    output, output_format, pdf_type = _output_plan(args, settings)
+    if args.language:
+        from textlayer.worker.languages import check_languages
+
+        check_languages(args.language, settings.model)
+    data = _read_input(args.input, settings)
+    document_kind(data)  # empty or not a document: refused by its magic bytes before any jail starts
     bars: list[tqdm[None]] = []
 
     def report(record: PageRecord) -> None:
         if record.has_text and record.page is None:
-            print(
-                f"textlayer: page {record.index + 1} already has text; skipped (--force-ocr to OCR it)", file=sys.stderr
-            )
+            if not args.quiet:
+                print(
+                    f"textlayer: page {record.index + 1} already has text; passed through (--force-ocr to OCR it)",
+                    file=sys.stderr,
+                )
         elif record.page is None:
             log.info("page %d is blank; nothing to read", record.index + 1)
         else:
@@ -221,38 +387,49 @@ def _cmd_ocr(args: argparse.Namespace) -> int:
             )
         bars[0].update(1)
 
+    options = OcrOptions(
+        parallel_pages=args.jobs,
+        force_ocr=args.force_ocr,
+        redo_ocr=args.redo_ocr,
+        refuse_text_only=not (args.skip_text or args.redo_ocr or args.force_ocr),
+        deskew=args.deskew,
+        rotate_pages=args.rotate_pages,
+        rotate_pages_threshold=args.rotate_pages_threshold,
+        output_type=pdf_type if pdf_type != "none" else "pdf",
+    )
     with contextlib.ExitStack() as stack:
         converter = stack.enter_context(_converter(args, settings))
         reader = stack.enter_context(_page_reader(args, settings))
 
         def start_bar(total: int) -> None:
+            disable = True if args.quiet or args.no_progress_bar else (total < 2 or None)  # None: only on a terminal
             bars.append(
-                stack.enter_context(
-                    tqdm(total=total, unit="page", desc="OCR", disable=total < 2 or None, file=sys.stderr)
-                )
+                stack.enter_context(tqdm(total=total, unit="page", desc="OCR", disable=disable, file=sys.stderr))
             )
 
         result = ocr_document(
-            data,
-            converter,
-            reader,
-            OcrOptions(force_ocr=args.force_ocr),
-            on_total=start_bar,
-            on_page=report,
-            build_pdf=output_format == "pdf",
+            data, converter, reader, options, on_total=start_bar, on_page=report, build_pdf=output_format == "pdf"
         )
-    if output_format == "pdf":
-        assert result.pdf is not None
-        output: str | bytes = result.pdf
-    else:
-        render = {"text": formats.to_text, "json": formats.to_json, "hocr": formats.to_hocr}[output_format]
-        output = render(result.pages)
     if args.sidecar is not None:
         write_atomically(args.sidecar, formats.to_text(result.pages), private=False)
-    if args.output is None:
-        sys.stdout.write(str(output))
+    if output_format is None:
+        return 0
+    if output_format == "pdf":
+        assert result.pdf is not None
+        content: str | bytes = result.pdf
     else:
-        write_atomically(args.output, output, private=False)
+        filename = None if args.input == "-" else Path(args.input).name
+        content = formats.render(output_format, result.records, filename=filename)
+    if output is None or output == "-":
+        if isinstance(content, bytes):
+            sys.stdout.buffer.write(content)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(content)
+    else:
+        write_atomically(Path(output), content, private=False)
+    if result.pdf_problems:
+        raise OutputInvalid("the output was written but is not a valid PDF/A-2b: " + "; ".join(result.pdf_problems))
     return 0
 
 
@@ -280,7 +457,7 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
         try:
             client = OcrClient(args.server, token=settings.ocr_token, deadline_s=float(settings.sandbox_deadline_s))
         except ValueError as exc:
-            raise TextlayerError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         with client:
             yield client
         return
@@ -292,11 +469,46 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
             OcrPredictor.load(settings.model, threads=settings.threads), max_pixels=settings.max_pixels
         )
         return
-    from textlayer.sandbox import SandboxPool
-    from textlayer.worker.jailed import JailedReader, ocr_policy
+    from textlayer.worker.jailed import ocr_policy
 
-    with SandboxPool(ocr_policy(settings)) as pool:
-        yield JailedReader(pool)
+    reader = _BackgroundJailedReader(ocr_policy(settings, workers=getattr(args, "jobs", 1)))
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+class _BackgroundJailedReader:
+    """Jailed OCR workers, started in the background while the converter reads the document.
+
+    The first page that needs them waits for them; closing stops them (after their start).
+    """
+
+    def __init__(self, policy: SandboxPolicy) -> None:
+        from textlayer.sandbox import SandboxPool
+
+        self._pool = SandboxPool(policy)
+        self._error: BaseException | None = None
+        self._starting = threading.Thread(target=self._start, name="ocr-workers", daemon=True)
+        self._starting.start()
+
+    def _start(self) -> None:
+        try:
+            self._pool.start()
+        except BaseException as exc:  # re-raised in the thread that needs the workers
+            self._error = exc
+
+    def recognize(self, image: bytes, *, dpi: float | None = None, frame: int = 0) -> PageText:
+        from textlayer.worker.jailed import JailedReader
+
+        self._starting.join()
+        if self._error is not None:
+            raise self._error
+        return JailedReader(self._pool).recognize(image, dpi=dpi, frame=frame)
+
+    def close(self) -> None:
+        self._starting.join()
+        self._pool.close()
 
 
 def _cmd_ocr_server(args: argparse.Namespace) -> int:
@@ -310,13 +522,11 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     settings = settings_for(args)
     if args.workers < 1 or args.queue < 0:
-        raise TextlayerError("--workers must be at least 1 and --queue at least 0")
+        raise UsageError("--workers must be at least 1 and --queue at least 0")
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise TextlayerError("--tls-cert and --tls-key go together")
+        raise UsageError("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
-        raise TextlayerError(
-            "--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked over TLS)"
-        )
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key (client certificates are checked over TLS)")
     token = settings.ocr_token
     if args.token_file is not None:
         try:
@@ -419,3 +629,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = f" [{exc.reason}]" if isinstance(exc, InputDocumentError) else ""
         print(f"textlayer: error: {exc.message}{code}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("textlayer: interrupted", file=sys.stderr)
+        return 130

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from typing import Any
 
 from textlayer.config import Settings
-from textlayer.errors import TextlayerError
+from textlayer.errors import UsageError
+
+
+def _megapixels(value: float | None) -> int | None:
+    return None if value is None else max(1, int(value * 1_000_000))
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
@@ -15,11 +20,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
     try:
         base = Settings.from_env(os.environ)
     except ValueError as exc:
-        raise TextlayerError(f"bad setting: {exc}") from exc
-    overrides = {
+        raise UsageError(f"bad setting: {exc}") from exc
+    overrides: dict[str, Any] = {
         "model": getattr(args, "model", None),
         "pdf_dpi": getattr(args, "dpi", None),
-        "max_pixels": getattr(args, "max_pixels", None),
+        "max_pixels": getattr(args, "max_pixels", None) or _megapixels(getattr(args, "max_image_mpixels", None)),
         "threads": getattr(args, "threads", None),
         "api_url": getattr(args, "api", None),
     }

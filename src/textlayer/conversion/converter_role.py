@@ -21,11 +21,12 @@ from PIL import Image
 from pypdf import PdfWriter
 from reportlab.pdfgen import canvas
 
+from textlayer.build_options import BuildOptions
 from textlayer.conversion import wire
 from textlayer.elements import Line, PageText, Word
 from textlayer.media.documents import inspect_document, render_pages
 from textlayer.media.limits import DocumentLimits
-from textlayer.pdf_overlay import build_searchable_pdf
+from textlayer.pdf_overlay import build_searchable_pdf, pdfa_problems
 from textlayer.sandbox.handlers import Handlers, Reply
 from textlayer.sandbox.policy import SandboxPolicy
 
@@ -53,21 +54,36 @@ class ConvertHandlers(Handlers):
             indexes,
             DocumentLimits.from_dict(header["limits"]),
             force_ocr=bool(header.get("force_ocr")),
+            redo_ocr=bool(header.get("redo_ocr")),
+            deskew=bool(header.get("deskew")),
             pixel_budget=None if budget is None else int(budget),
         )
         return wire.encode_rendered(pages, payload)
 
     def _build(self, header: dict[str, Any], payload: bytes) -> Reply:
-        document, pages, with_text = wire.decode_build_request(header, payload)
-        return {"ok": True}, build_searchable_pdf(document, pages, pages_with_text=with_text)
+        document, pages, with_text, options = wire.decode_build_request(header, payload)
+        pdf = build_searchable_pdf(document, pages, pages_with_text=with_text, options=options)
+        problems = pdfa_problems(pdf) if options.output_type == "pdfa" else []
+        return {"ok": True, "problems": problems}, pdf
 
 
-def _sample_pdf(*, text: str | None, password: str | None = None, algorithm: str = "AES-128") -> bytes:
+def _sample_pdf(
+    *, text: str | None, password: str | None = None, algorithm: str = "AES-128", invisible: bool = False
+) -> bytes:
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=(300, 200))
     if text:
         pdf.setFont("Helvetica", 14)
-        pdf.drawString(20, 100, text)
+        if invisible:  # an earlier OCR layer, as --redo-ocr finds it (in a Form XObject, like ours)
+            pdf.beginForm("layer")
+            layer = pdf.beginText(20, 100)
+            layer.setTextRenderMode(3)
+            layer.textOut(text)
+            pdf.drawText(layer)
+            pdf.endForm()
+            pdf.doForm("layer")
+        else:
+            pdf.drawString(20, 100, text)
     pdf.rect(10, 10, 50, 20, fill=1)  # something to render, so the page is not blank
     pdf.showPage()
     pdf.save()
@@ -103,35 +119,49 @@ def warm_up(handlers: ConvertHandlers) -> int:
     documents = {
         "scan": _sample_pdf(text=None),
         "text": _sample_pdf(text="Already searchable"),
+        "ocr_layer": _sample_pdf(text="Earlier OCR", invisible=True),
         "owner_only": _sample_pdf(text=None, password=""),
         "owner_only_rc4": _sample_pdf(text=None, password="", algorithm="RC4-128"),
         "owner_only_aes256": _sample_pdf(text=None, password="", algorithm="AES-256"),
         "tiff": _sample_tiff(),
     }
+    # Every way a document can be read and built: plain, --force-ocr, --redo-ocr with --deskew, and the outputs
+    # --rotate-pages, a page replaced by its straightened image, PDF/A (ICC profile, XMP, its checks).
+    modes: list[dict[str, bool]] = [{}, {"force_ocr": True}, {"redo_ocr": True, "deskew": True}]
+    outputs = [
+        BuildOptions(),
+        BuildOptions(output_type="pdfa", rotate={0: 90}, redo_ocr=True),
+        BuildOptions(output_type="pdfa", rasterize={0: 1.5}),
+    ]
     requests = 0
     for name, document in documents.items():
         header, _ = handlers.handle({"op": "inspect", "limits": limits}, document)
         pages = int(header.get("pages", 0))
-        header, payload = handlers.handle({"op": "render", "limits": limits, "pages": list(range(pages))}, document)
-        rendered = wire.decode_rendered(header, payload, list(range(pages)), document)
-        results: list[PageText | None] = [
-            _sample_page(64, 64) if page.data is None else _sample_page(*_png_size(page.data)) for page in rendered
-        ]
-        build_header, pdf = handlers.handle(
-            *wire.encode_build_request(document, results, [p.index for p in rendered if p.has_text])
-        )
-        requests += 3
-        if not build_header.get("ok") or not pdf.startswith(b"%PDF-"):
-            raise RuntimeError(f"converter warm-up failed on {name}: {header} {build_header}")
+        # The options run the same code on every document: all of them on one document of each kind is enough.
+        variants = zip(modes, outputs, strict=True) if name in ("scan", "ocr_layer", "tiff") else [({}, outputs[0])]
+        for mode, options in variants:
+            request = {"op": "render", "limits": limits, "pages": list(range(pages)), **mode}
+            header, payload = handlers.handle(request, document)
+            rendered = wire.decode_rendered(header, payload, list(range(pages)), document)
+            results: list[PageText | None] = [
+                _sample_page(64, 64) if page.data is None else _sample_page(*_png_size(page.data)) for page in rendered
+            ]
+            with_text = [p.index for p in rendered if p.has_text and p.index not in options.rasterize]
+            build_header, pdf = handlers.handle(*wire.encode_build_request(document, results, with_text, options))
+            requests += 2
+            if not build_header.get("ok") or not pdf.startswith(b"%PDF-"):
+                raise RuntimeError(f"converter warm-up failed on {name}: {header} {build_header}")
+        requests += 1
     image = io.BytesIO()
     Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(image, format="JPEG")
     for document in (image.getvalue(), b"%PDF-1.7\n garbage", _sample_pdf(text=None, password="secret"), b""):
         header, _ = handlers.handle({"op": "inspect", "limits": limits}, document)
         requests += 1
         if document[:3] == b"\xff\xd8\xff":
-            handlers.handle({"op": "render", "limits": limits, "pages": [0]}, document)
-            handlers.handle(*wire.encode_build_request(document, [_sample_page(40, 40)], []))
-            requests += 2
+            for mode, options in zip(modes, outputs, strict=True):
+                handlers.handle({"op": "render", "limits": limits, "pages": [0], **mode}, document)
+                handlers.handle(*wire.encode_build_request(document, [_sample_page(40, 40)], [], options))
+                requests += 2
         elif header.get("error") != "input":
             raise RuntimeError(f"converter warm-up: a bad document was not refused cleanly: {header}")
     json.dumps(handlers.handle({"op": "nonexistent"}, b"")[0])

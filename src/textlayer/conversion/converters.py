@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from textlayer.build_options import BuildOptions, BuiltPdf
 from textlayer.config import Settings
 from textlayer.conversion import wire
 from textlayer.elements import PageText
@@ -70,12 +71,26 @@ class DocumentConverter(Protocol):
         """Type and page count; refuses a document that cannot be processed (InputDocumentError)."""
         ...
 
-    def pages(self, data: bytes, indexes: Sequence[int], *, force_ocr: bool = False) -> Iterator[EncodedPage]:
-        """The given pages, encoded for OCR, in order."""
+    def pages(
+        self,
+        data: bytes,
+        indexes: Sequence[int],
+        *,
+        force_ocr: bool = False,
+        redo_ocr: bool = False,
+        deskew: bool = False,
+    ) -> Iterator[EncodedPage]:
+        """The given pages, encoded for OCR, in order (see :func:`textlayer.media.documents.render_pages`)."""
         ...
 
-    def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
-        """The searchable PDF of the document."""
+    def build_pdf(
+        self,
+        data: bytes,
+        pages: Sequence[PageText | None],
+        pages_with_text: Collection[int],
+        options: BuildOptions | None = None,
+    ) -> BuiltPdf:
+        """The searchable PDF of the document, checked as PDF/A when ``options`` ask for one."""
         ...
 
 
@@ -95,23 +110,45 @@ class InProcessConverter:
 
         return inspect_document(data, self.limits)
 
-    def pages(self, data: bytes, indexes: Sequence[int], *, force_ocr: bool = False) -> Iterator[EncodedPage]:
+    def pages(
+        self,
+        data: bytes,
+        indexes: Sequence[int],
+        *,
+        force_ocr: bool = False,
+        redo_ocr: bool = False,
+        deskew: bool = False,
+    ) -> Iterator[EncodedPage]:
         """See :class:`DocumentConverter`."""
         from textlayer.media.documents import render_pages
 
         todo = list(indexes)
         while todo:
             batch = render_pages(
-                data, todo[:RENDER_MAX_PAGES], self.limits, force_ocr=force_ocr, pixel_budget=RENDER_PIXEL_BUDGET
+                data,
+                todo[:RENDER_MAX_PAGES],
+                self.limits,
+                force_ocr=force_ocr,
+                redo_ocr=redo_ocr,
+                deskew=deskew,
+                pixel_budget=RENDER_PIXEL_BUDGET,
             )
             yield from batch
             todo = todo[len(batch) :]
 
-    def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
+    def build_pdf(
+        self,
+        data: bytes,
+        pages: Sequence[PageText | None],
+        pages_with_text: Collection[int],
+        options: BuildOptions | None = None,
+    ) -> BuiltPdf:
         """See :class:`DocumentConverter`."""
-        from textlayer.pdf_overlay import build_searchable_pdf
+        from textlayer.pdf_overlay import build_searchable_pdf, pdfa_problems
 
-        return build_searchable_pdf(data, pages, pages_with_text=pages_with_text)
+        options = options or BuildOptions()
+        pdf = build_searchable_pdf(data, pages, pages_with_text=pages_with_text, options=options)
+        return BuiltPdf(pdf, tuple(pdfa_problems(pdf)) if options.output_type == "pdfa" else ())
 
 
 class JailedConverter:
@@ -176,7 +213,15 @@ class JailedConverter:
         parse = functools.partial(wire.decode_inspection, max_pages=self.limits.max_pages)
         return self._call({"op": "inspect", "limits": self.limits.to_dict()}, data, parse)
 
-    def pages(self, data: bytes, indexes: Sequence[int], *, force_ocr: bool = False) -> Iterator[EncodedPage]:
+    def pages(
+        self,
+        data: bytes,
+        indexes: Sequence[int],
+        *,
+        force_ocr: bool = False,
+        redo_ocr: bool = False,
+        deskew: bool = False,
+    ) -> Iterator[EncodedPage]:
         """See :class:`DocumentConverter`."""
         todo = list(indexes)
         while todo:
@@ -186,12 +231,20 @@ class JailedConverter:
                 "limits": self.limits.to_dict(),
                 "pages": asked,
                 "force_ocr": force_ocr,
+                "redo_ocr": redo_ocr,
+                "deskew": deskew,
                 "pixel_budget": RENDER_PIXEL_BUDGET,
             }
             batch = self._call(request, data, functools.partial(wire.decode_rendered, indexes=asked, document=data))
             yield from batch
             todo = todo[len(batch) :]
 
-    def build_pdf(self, data: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]) -> bytes:
+    def build_pdf(
+        self,
+        data: bytes,
+        pages: Sequence[PageText | None],
+        pages_with_text: Collection[int],
+        options: BuildOptions | None = None,
+    ) -> BuiltPdf:
         """See :class:`DocumentConverter`."""
-        return self._call(*wire.encode_build_request(data, pages, pages_with_text), wire.built_pdf)
+        return self._call(*wire.encode_build_request(data, pages, pages_with_text, options), wire.built_pdf)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from textlayer.build_options import MAX_SKEW_DEG, BuildOptions, BuiltPdf
 from textlayer.elements import PageText
 from textlayer.errors import InputDocumentError, SandboxCrashed, TextlayerError
 from textlayer.media.pages import EncodedPage, Inspection
@@ -34,6 +35,7 @@ def encode_rendered(pages: Sequence[EncodedPage], document: bytes) -> tuple[dict
                 "ocr": page.data is not None,
                 "same": same,
                 "length": len(data),
+                "skew": page.skew_deg,
             }
         )
         blobs.append(data)
@@ -62,6 +64,9 @@ def decode_rendered(
             dpi = entry["dpi"]
             if dpi is not None and not (isinstance(dpi, int | float) and 1 <= dpi <= 2400):
                 raise ValueError(f"impossible dpi {dpi!r:.40}")
+            skew = entry.get("skew", 0.0)
+            if not (isinstance(skew, int | float) and abs(skew) <= MAX_SKEW_DEG):
+                raise ValueError(f"impossible skew {skew!r:.40}")
             length = int(entry["length"])
             if length < 0 or offset + length > len(payload):
                 raise ValueError("page lengths do not add up")
@@ -72,7 +77,7 @@ def decode_rendered(
                     raise ValueError("a page image is not a PNG")
             offset += length
             dpi = None if dpi is None else float(dpi)
-            pages.append(EncodedPage(index, data, 0, dpi, entry["has_text"], entry["blank"]))
+            pages.append(EncodedPage(index, data, 0, dpi, entry["has_text"], entry["blank"], float(skew)))
         if offset != len(payload):
             raise ValueError("trailing bytes after the page images")
         return pages
@@ -81,22 +86,32 @@ def decode_rendered(
 
 
 def encode_build_request(
-    document: bytes, pages: Sequence[PageText | None], pages_with_text: Collection[int]
+    document: bytes,
+    pages: Sequence[PageText | None],
+    pages_with_text: Collection[int],
+    options: BuildOptions | None = None,
 ) -> tuple[dict[str, Any], bytes]:
-    """A ``build`` request: the document, then the OCR results as JSON."""
+    """A ``build`` request: the document, then the OCR results and the build options as JSON."""
     results = json.dumps(
-        {"pages": [p.to_dict() if p else None for p in pages], "with_text": sorted(pages_with_text)},
+        {
+            "pages": [p.to_dict() if p else None for p in pages],
+            "with_text": sorted(pages_with_text),
+            "options": (options or BuildOptions()).to_dict(),
+        },
         separators=(",", ":"),
     ).encode()
     return {"op": "build", "document_bytes": len(document)}, document + results
 
 
-def decode_build_request(header: dict[str, Any], payload: bytes) -> tuple[bytes, list[PageText | None], list[int]]:
+def decode_build_request(
+    header: dict[str, Any], payload: bytes
+) -> tuple[bytes, list[PageText | None], list[int], BuildOptions]:
     """Inverse of :func:`encode_build_request` (inside the jail)."""
     split = int(header["document_bytes"])
     results = json.loads(payload[split:])
     pages = [PageText.from_dict(p) if p else None for p in results["pages"]]
-    return payload[:split], pages, [int(i) for i in results["with_text"]]
+    options = BuildOptions.from_dict(results.get("options") or {})
+    return payload[:split], pages, [int(i) for i in results["with_text"]], options
 
 
 def _conversion_failed(message: str) -> TextlayerError:
@@ -112,12 +127,20 @@ def _raise_refusal(header: dict[str, Any]) -> None:
     raise_for_error_reply(header, _conversion_failed)
 
 
-def built_pdf(header: dict[str, Any], pdf: bytes) -> bytes:
-    """Check a ``build`` reply: a refusal raises, and what comes back must look like a PDF."""
+def built_pdf(header: dict[str, Any], pdf: bytes) -> BuiltPdf:
+    """Check a ``build`` reply: a refusal raises, and what comes back must look like a PDF.
+
+    Raises:
+        InputDocumentError: the converter refused the document.
+        SandboxCrashed: the reply is not a PDF (``reason="protocol"``).
+    """
     _raise_refusal(header)
+    problems = header.get("problems", [])
     if not pdf.startswith(b"%PDF-") or b"%%EOF" not in pdf[-1024:]:
         raise SandboxCrashed("a converter sent something that is not a PDF", reason="protocol")
-    return pdf
+    if not isinstance(problems, list) or len(problems) > 20 or not all(isinstance(p, str) for p in problems):
+        raise SandboxCrashed("a converter sent an impossible list of problems", reason="protocol")
+    return BuiltPdf(pdf, tuple(p[:300] for p in problems))
 
 
 def decode_inspection(header: dict[str, Any], payload: bytes, *, max_pages: int) -> Inspection:

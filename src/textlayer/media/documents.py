@@ -16,6 +16,7 @@ import pypdfium2 as pdfium
 from pypdf import PdfReader
 
 from textlayer.errors import InputDocumentError
+from textlayer.media.deskew import estimate_skew, rotate_page
 from textlayer.media.images import count_frames, encode_png, iter_decoded
 from textlayer.media.limits import DEFAULT_MAX_FRAMES, DocumentLimits
 from textlayer.media.pages import EncodedPage, Inspection
@@ -72,13 +73,17 @@ def render_pages(
     limits: DocumentLimits | None = None,
     *,
     force_ocr: bool = False,
+    redo_ocr: bool = False,
+    deskew: bool = False,
     pixel_budget: int | None = None,
 ) -> list[EncodedPage]:
     """Encode pages for OCR, in order: PDF pages rasterised to PNG, TIFF frames split to PNG.
 
-    A PNG or JPEG's first page comes back as the file itself (decoded only by the OCR worker). Pages that already have
-    text or are blank come back with ``data=None``. With ``pixel_budget``, rendering stops after the page that spends it
-    (a prefix of at least one page comes back): a request costs bounded memory whatever the page sizes.
+    A PNG or JPEG's first page comes back as the file itself (decoded only by the OCR worker), unless ``deskew``.
+    Pages that already have text (unless ``force_ocr``; with ``redo_ocr`` only visible text counts) or are blank come
+    back with ``data=None``. ``deskew`` straightens each page image (its ``skew_deg`` says by how much). With
+    ``pixel_budget``, rendering stops after the page that spends it (a prefix of at least one page comes back): a
+    request costs bounded memory whatever the page sizes.
 
     Raises:
         InputDocumentError: as :func:`inspect_document`, or a page cannot be read.
@@ -90,7 +95,7 @@ def render_pages(
         return result
     kind = document_kind(data)
     if kind != "PDF":
-        if kind in ("PNG", "JPEG") and indexes[0] == 0:
+        if kind in ("PNG", "JPEG") and indexes[0] == 0 and not deskew:
             result.append(EncodedPage(0, data, 0))
             if len(indexes) == 1:
                 return result
@@ -100,7 +105,7 @@ def render_pages(
             if frame.index not in indexes:
                 continue
             spent += frame.image.size
-            result.append(_encoded(frame.index, frame.image, frame.dpi, False))
+            result.append(_encoded(frame.index, frame.image, frame.dpi, False, deskew))
             if pixel_budget is not None and spent >= pixel_budget:
                 break
         if not result or result[-1].index != indexes[len(result) - 1]:
@@ -112,12 +117,12 @@ def render_pages(
         for index in indexes:
             if not 0 <= index < total:
                 raise InputDocumentError(f"The PDF has no page {index + 1}.", reason="no_such_page")
-            page = _render_page(pdf, index, limits, force_ocr)
+            page = _render_page(pdf, index, limits, force_ocr, redo_ocr)
             spent += 0 if page.image is None else page.image.size
             result.append(
                 EncodedPage(index, None, 0, None, True)
                 if page.image is None
-                else _encoded(index, page.image, page.dpi, page.has_text)
+                else _encoded(index, page.image, page.dpi, page.has_text, deskew)
             )
             if pixel_budget is not None and spent >= pixel_budget:
                 break
@@ -126,11 +131,47 @@ def render_pages(
         pdf.close()
 
 
-def _encoded(index: int, image: np.ndarray, dpi: float | None, has_text: bool) -> EncodedPage:
+def _encoded(index: int, image: np.ndarray, dpi: float | None, has_text: bool, deskew: bool = False) -> EncodedPage:
     # A page of one colour has nothing to read: no OCR, no text layer (blank scans, separator sheets).
     if image.size == 0 or int(image.min()) == int(image.max()):
         return EncodedPage(index, None, 0, dpi, has_text, blank=True)
-    return EncodedPage(index, encode_png(image), 0, dpi, has_text)
+    angle = estimate_skew(image) if deskew else 0.0
+    if angle:
+        log.info("page %d is skewed; turned by %.1f degrees", index + 1, angle)
+    return EncodedPage(index, encode_png(rotate_page(image, angle)), 0, dpi, has_text, skew_deg=angle)
+
+
+def render_page_image(data: bytes, index: int, dpi: float) -> np.ndarray:
+    """PDF page ``index`` as displayed (CropBox, /Rotate) in colour (BGR), at ``dpi``: to replace the page by its image.
+
+    Raises:
+        InputDocumentError: the page cannot be read.
+    """
+    pdf = _open_pdf(data)
+    try:
+        page = pdf[index]
+        try:
+            bitmap = page.render(scale=dpi / 72, may_draw_forms=False)
+            try:
+                image = np.array(bitmap.to_numpy(), copy=True)
+            finally:
+                bitmap.close()
+        finally:
+            page.close()
+    except pdfium.PdfiumError as exc:
+        raise InputDocumentError(f"Page {index + 1} of the PDF cannot be read ({exc}).", reason="corrupt_pdf") from exc
+    finally:
+        pdf.close()
+    return image if image.ndim == 2 else np.ascontiguousarray(image[:, :, :3])
+
+
+def _only_invisible_text(page: pdfium.PdfPage) -> bool:
+    """Whether all the text of a page is invisible (render mode 3): an earlier OCR layer, not printed text."""
+    modes = [
+        pdfium.raw.FPDFTextObj_GetTextRenderMode(obj.raw)
+        for obj in page.get_objects(filter=(pdfium.raw.FPDF_PAGEOBJ_TEXT,), max_depth=8)
+    ]
+    return bool(modes) and all(mode == pdfium.raw.FPDF_TEXTRENDERMODE_INVISIBLE for mode in modes)
 
 
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
@@ -160,7 +201,9 @@ def _checked_page_count(pdf: pdfium.PdfDocument, limits: DocumentLimits) -> int:
     return count
 
 
-def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, force_ocr: bool) -> _Rendered:
+def _render_page(
+    pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, force_ocr: bool, redo_ocr: bool = False
+) -> _Rendered:
     try:
         page = pdf[index]
         try:
@@ -169,6 +212,9 @@ def _render_page(pdf: pdfium.PdfDocument, index: int, limits: DocumentLimits, fo
                 has_text = textpage.count_chars() >= MIN_TEXT_CHARS
             finally:
                 textpage.close()
+            if has_text and redo_ocr and _only_invisible_text(page):
+                log.info("page %d has an earlier OCR layer (invisible text); OCRing it again", index + 1)
+                has_text = False
             if has_text and not force_ocr:
                 log.info("page %d already has text; not OCRed (use --force-ocr to OCR it anyway)", index + 1)
                 return _Rendered(index, None, None, has_text=True)

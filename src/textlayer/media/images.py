@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import warnings
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from textlayer.errors import InputDocumentError
 from textlayer.media.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
@@ -169,6 +170,17 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    """Page pixels (gray or BGR) as a Pillow image (L or RGB), e.g. to embed in a PDF."""
+    return Image.fromarray(image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1]))
+
+
+@functools.cache
+def srgb_icc_profile() -> bytes:
+    """An sRGB ICC profile made by LittleCMS (no file is read): the output intent of a PDF/A."""
+    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
 _EXIF_ROTATIONS = {1: 0, 3: 180, 6: 90, 8: 270}

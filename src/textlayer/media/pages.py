@@ -18,6 +18,8 @@ class EncodedPage:
     dpi: float | None = None
     has_text: bool = False
     blank: bool = False
+    skew_deg: float = 0.0
+    """Degrees (counter-clockwise) the page image was turned by to straighten it (``--deskew``)."""
 
 
 @dataclass(frozen=True)

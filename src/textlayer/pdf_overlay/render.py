@@ -96,7 +96,8 @@ def _canvas() -> Iterator[tuple[canvas.Canvas, io.BytesIO]]:
     _register_font()
     buffer = io.BytesIO()
     # invariant=1 keeps output byte-stable (no timestamps or random ids).
-    pdf = canvas.Canvas(buffer, invariant=1, pageCompression=1)
+    # The initial font is ours: reportlab would name Helvetica, a font a PDF/A cannot leave unembedded.
+    pdf = canvas.Canvas(buffer, invariant=1, pageCompression=1, initialFontName=FONT_NAME)
     pdf.setCreator("textlayer")
     yield pdf, buffer
 

@@ -1,11 +1,21 @@
-"""The Celery application: JSON only, late acks, and the delivery settings measured in RELIABILITY.md §2.2."""
+"""The Celery application: JSON only, late acks, and the delivery settings measured in RELIABILITY.md §2.2.
+
+The app configures itself from :class:`~textlayer.config.Settings` (the ``TEXTLAYER_*`` variables and
+``REDIS_URL``) when Celery first reads its configuration, so ``celery -A textlayer.queue worker`` runs exactly
+like ``textlayer worker``, and ``celery -A textlayer.queue events`` / Flower see the task events it sends.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from celery import Celery
+
+from textlayer.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +28,44 @@ are the backstop for a hung task, never the first to fire: a task killed by them
 RUNNING, to be retried until the attempt cap blames the document."""
 
 QUEUE = "textlayer"
-"""The one queue every document task goes to."""
+"""The one queue: every task goes there and every worker consumes it."""
+
+
+def default_broker_url(settings: Settings) -> str:
+    """``REDIS_URL``, else the socket of the embedded Redis that ``textlayer up`` runs on the data directory.
+
+    Does not look whether that Redis runs (a worker started first waits for it, as Celery workers do).
+    """
+    if settings.redis_url:
+        return settings.redis_url
+    return f"redis+socket://{(settings.data_dir / 'redis' / 'redis.sock').expanduser().resolve()}"
+
+
+class _FromEnvironment(Mapping[str, Any]):
+    """The configuration Celery reads when it first needs one: :func:`celery_settings` of ``Settings.from_env``."""
+
+    @functools.cached_property
+    def _values(self) -> dict[str, Any]:
+        settings = Settings.from_env(os.environ)  # a bad value raises ValueError naming the variable
+        return celery_settings(
+            default_broker_url(settings),
+            concurrency=settings.worker_concurrency,
+            max_document_s=settings.max_document_s,
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
 
 app = Celery("textlayer", include=["textlayer.queue.tasks"])
-"""The one Celery app; :func:`configure` points it at a broker before any worker or publisher uses it."""
+"""The one Celery app: configured from the environment on first use; :func:`configure` points it elsewhere."""
+app.config_from_object(_FromEnvironment())
 
 
 def celery_settings(broker_url: str, *, concurrency: int = 2, max_document_s: int = 3600) -> dict[str, Any]:
@@ -54,6 +98,10 @@ def celery_settings(broker_url: str, *, concurrency: int = 2, max_document_s: in
         "worker_max_tasks_per_child": 500,
         "worker_hijack_root_logger": False,
         "task_default_queue": QUEUE,
+        # Task events for `celery events` and Flower: sent, received, started, succeeded/failed, retried.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
     }
 
 

@@ -57,6 +57,8 @@ class PipelineConfig:
     """Wall clock for one run of a document; past it the job fails (``document_timeout``)."""
     crash_on_filename: str | None = None
     """Tests only: SIGKILL the process running a job with this file name (a poison document)."""
+    output_type: str = "pdf"
+    """Searchable PDFs as ``pdf`` or ``pdfa`` (PDF/A-2b; ``TEXTLAYER_OUTPUT_TYPE``)."""
 
 
 @dataclass
@@ -177,6 +179,7 @@ class Pipeline:
             ocr_wait_s=self.config.ocr_wait_s,
             max_document_s=self.config.max_document_s,
             page_errors=True,
+            output_type=self.config.output_type,
         )
         result = ocr_document(
             data,
@@ -188,6 +191,8 @@ class Pipeline:
             on_page=store,
         )
         assert result.pdf is not None
+        if result.pdf_problems:  # the input brought what PDF/A forbids (unembedded fonts...): a PDF all the same
+            log.warning("job %s: the output is not a valid PDF/A: %s", job_id, "; ".join(result.pdf_problems))
         page_errors = [
             PageError(r.index, r.error_reason, r.error_message or "") for r in result.records if r.error_reason
         ]

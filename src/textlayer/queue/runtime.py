@@ -75,6 +75,7 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
             max_upload_bytes=settings.max_upload_mib * 1024 * 1024,
             max_document_s=float(settings.max_document_s),
             crash_on_filename=settings.crash_on_filename,
+            output_type=settings.output_type,
         ),
     )
 
