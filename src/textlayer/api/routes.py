@@ -338,19 +338,24 @@ def get_text(request: Request, job_id: JobId, principal: Reader) -> Response:
     )
 
 
+def _rendered(request: Request, job_id: str, principal: Principal, kind: str, suffix: str, media: str) -> Response:
+    """The finished job's records in ``kind`` (the one result JSON, hOCR or ALTO), as an attachment."""
+    job = _finished(principal, request, job_id)
+    content = formats.render(kind, _records(request, job), filename=job.filename, job=job.id)
+    headers = download_headers(job.filename, suffix=suffix, content_type=media)
+    return Response(content.encode(), headers=headers, media_type=media)
+
+
 @router.get(
     "/v1/jobs/{job_id}/json",
     tags=["results"],
-    summary="Words, boxes and confidences per page",
+    summary="The result JSON: words, boxes and confidences per page",
     response_class=Response,
-    responses=_binary("application/json", "One record per page: lines, words, quads, confidences"),
+    responses=_binary("application/json", "The result JSON (schemas/result.schema.json): a record per page"),
 )
 def get_json(request: Request, job_id: JobId, principal: Reader) -> Response:
     """Every page's record: its words with their quads and confidences, rotation, whether it was blank or failed."""
-    job = _finished(principal, request, job_id)
-    content = json.dumps({"job": job.id, "pages": [r.to_dict() for r in _records(request, job)]}, ensure_ascii=False)
-    headers = download_headers(job.filename, suffix=".json", content_type="application/json")
-    return Response(content.encode(), headers=headers, media_type="application/json")
+    return _rendered(request, job_id, principal, "json", ".json", "application/json")
 
 
 @router.get(
@@ -362,12 +367,19 @@ def get_json(request: Request, job_id: JobId, principal: Reader) -> Response:
 )
 def get_hocr(request: Request, job_id: JobId, principal: Reader) -> Response:
     """The hOCR 1.2 of every page (served as an attachment, never rendered)."""
-    job = _finished(principal, request, job_id)
-    content = formats.to_hocr([record.page for record in _records(request, job)])
-    media = "application/xhtml+xml"
-    return Response(
-        content.encode(), headers=download_headers(job.filename, suffix=".hocr", content_type=media), media_type=media
-    )
+    return _rendered(request, job_id, principal, "hocr", ".hocr", "application/xhtml+xml")
+
+
+@router.get(
+    "/v1/jobs/{job_id}/alto",
+    tags=["results"],
+    summary="ALTO 4 XML",
+    response_class=Response,
+    responses=_binary("application/xml", "ALTO 4.4: blocks in reading order, lines, strings with boxes and WC"),
+)
+def get_alto(request: Request, job_id: JobId, principal: Reader) -> Response:
+    """The ALTO 4.4 XML of every page (served as an attachment)."""
+    return _rendered(request, job_id, principal, "alto", ".xml", "application/xml")
 
 
 @router.get(

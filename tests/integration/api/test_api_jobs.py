@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
+import xmlschema
 
 from tests.api_stack import ApiStack, job_ids_in, payload
 from tests.pages import make_page, page_to_png
@@ -15,6 +18,7 @@ from textlayer.api.webhooks import verify
 
 pytestmark = [pytest.mark.redis, pytest.mark.sandbox, pytest.mark.onnx, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[3]
 CORRUPT_PDF = b"%PDF-1.7\n" + b"\0" * 4096
 RECEIPT = make_page("receipt", dpi=100)
 TABLE = make_page("table", dpi=100)
@@ -64,13 +68,24 @@ def test_results_download_with_safe_headers(stack, done):
         text = client.get(f"/v1/jobs/{job_id}/text")
         record = client.get(f"/v1/jobs/{job_id}/json")
         hocr = client.get(f"/v1/jobs/{job_id}/hocr")
+        alto = client.get(f"/v1/jobs/{job_id}/alto")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.headers["content-disposition"].startswith('attachment; filename="receipt.pdf"')
     assert pdf.headers["x-content-type-options"] == "nosniff" and pdf.headers["content-security-policy"] == "sandbox"
     assert RECEIPT.words[0].text in text.text and text.headers["content-disposition"].startswith("attachment")
-    assert record.json()["job"] == job_id and len(record.json()["pages"]) == 1
+    # The one result JSON of every path (CLI, job results, API), and ALTO 4 against the official schema.
+    jsonschema.validate(record.json(), json.loads((ROOT / "schemas" / "result.schema.json").read_text()))
+    assert record.json()["document"]["job"] == job_id and len(record.json()["pages"]) == 1
     assert "ocrx_word" in hocr.text and hocr.headers["content-disposition"].startswith("attachment")
+    alto_dir = ROOT / "tests" / "resources" / "alto"
+    schema = xmlschema.XMLSchema(
+        str(alto_dir / "alto-4-4.xsd"),
+        locations=[("http://www.w3.org/1999/xlink", str(alto_dir / "xlink.xsd"))],
+        use_location_hints=False,
+    )
+    schema.validate(alto.text)
+    assert alto.headers["content-disposition"].startswith('attachment; filename="receipt.xml"')
 
 
 def test_search_returns_the_page_a_marked_snippet_and_each_matched_words_box(stack, done):
@@ -98,6 +113,7 @@ def test_another_tenants_job_is_404_on_every_endpoint_and_its_text_is_never_foun
             ("GET", f"/v1/jobs/{job_id}/text"),
             ("GET", f"/v1/jobs/{job_id}/json"),
             ("GET", f"/v1/jobs/{job_id}/hocr"),
+            ("GET", f"/v1/jobs/{job_id}/alto"),
             ("GET", f"/v1/jobs/{job_id}/deliveries"),
             ("DELETE", f"/v1/documents/{job_id}"),
         ]:
