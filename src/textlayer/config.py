@@ -134,6 +134,11 @@ class Settings:
         """The unix socket of the OCR server that ``textlayer up`` runs."""
         return self.data_dir / "ocr.sock"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where inputs that made a jailed worker break its seccomp filter are kept for analysis (0700)."""
+        return self.data_dir / "quarantine"
+
     def ocr_target(self) -> str:
         """Where the OCR servers are: :attr:`ocr_servers`, else ``textlayer up``'s socket."""
         return self.ocr_servers or f"unix:{self.ocr_socket}"

@@ -389,3 +389,42 @@ def test_require_policy_refuses_to_run_without_namespaces():
     with pytest.raises(SandboxError) as caught:
         pool.start()
     assert "namespaces are required" in caught.value.message
+
+
+def test_an_input_that_broke_the_filter_is_quarantined_for_our_user_alone(tmp_path, scratch):
+    """Release gate item 11: the input behind a seccomp kill is kept (0700 folder), named by its sha256."""
+    quarantine = tmp_path / "quarantine"
+    policy = SandboxPolicy(layers=LAYERS, test_hooks=True, restart_backoff_s=0.1)
+    with SandboxPool(policy, quarantine_dir=quarantine) as pool:
+        request = {"op": "probe", "name": "memfd", "scratch": str(scratch), "pid": probes.unused_pid()}
+        with pytest.raises(SandboxCrashed) as caught:
+            pool.call(request, b"the hostile bytes", retry=False)
+    assert caught.value.reason == DeathCause.POLICY_VIOLATION.value
+    (kept,) = quarantine.iterdir()
+    assert kept.read_bytes() == b"the hostile bytes" and kept.name == f"{pool.security_events[0]['sha256']}.bin"
+    assert quarantine.stat().st_mode & 0o777 == 0o700 and kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_worker_that_floods_stderr_does_not_flood_the_logs(caplog):
+    """Release gate item 11: what a worker writes to stderr reaches the logs for its first lines only."""
+    from textlayer.sandbox.launcher import STDERR_LOG_LINES
+
+    policy = SandboxPolicy(layers=LAYERS, test_hooks=True)
+    with caplog.at_level("INFO", logger="textlayer.sandbox.launcher"), SandboxPool(policy) as pool:
+        pool.call({"op": "say", "text": "flood", "lines": 20_000})
+        _ping(pool)
+        time.sleep(1.0)  # the stderr reader is a thread of its own
+        (worker,) = pool.live_workers
+    flood = [r for r in caplog.records if r.getMessage().endswith(": flood")]
+    assert len(flood) <= STDERR_LOG_LINES
+    assert any("not logged" in r.getMessage() for r in caplog.records)
+    assert "flood" in worker.last_words()
+
+
+def test_the_service_and_the_cli_keep_quarantined_inputs_in_the_data_directory(tmp_path):
+    from textlayer.config import Settings
+    from textlayer.queue.runtime import build_pipeline
+
+    settings = Settings(data_dir=tmp_path / "data")
+    converter = build_pipeline(settings, reader=object()).converter  # type: ignore[arg-type]
+    assert converter.quarantine_dir == settings.quarantine_dir == tmp_path / "data" / "quarantine"

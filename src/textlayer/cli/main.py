@@ -445,7 +445,7 @@ def _converter(args: argparse.Namespace, settings: Settings) -> contextlib.Abstr
             file=sys.stderr,
         )
         return contextlib.nullcontext(InProcessConverter(limits))
-    return JailedConverter(converter_policy(settings), limits)
+    return JailedConverter(converter_policy(settings), limits, quarantine_dir=settings.quarantine_dir)
 
 
 @contextlib.contextmanager
@@ -471,7 +471,7 @@ def _page_reader(args: argparse.Namespace, settings: Settings) -> Iterator[PageR
         return
     from textlayer.worker.jailed import ocr_policy
 
-    reader = _BackgroundJailedReader(ocr_policy(settings, workers=getattr(args, "jobs", 1)))
+    reader = _BackgroundJailedReader(ocr_policy(settings, workers=getattr(args, "jobs", 1)), settings.quarantine_dir)
     try:
         yield reader
     finally:
@@ -484,10 +484,10 @@ class _BackgroundJailedReader:
     The first page that needs them waits for them; closing stops them (after their start).
     """
 
-    def __init__(self, policy: SandboxPolicy) -> None:
+    def __init__(self, policy: SandboxPolicy, quarantine_dir: Path) -> None:
         from textlayer.sandbox import SandboxPool
 
-        self._pool = SandboxPool(policy)
+        self._pool = SandboxPool(policy, quarantine_dir=quarantine_dir)
         self._error: BaseException | None = None
         self._starting = threading.Thread(target=self._start, name="ocr-workers", daemon=True)
         self._starting.start()
@@ -547,7 +547,7 @@ def _cmd_ocr_server(args: argparse.Namespace) -> int:
         token=token,
         model=settings.model,
     )
-    with SandboxPool(ocr_policy(settings, workers=args.workers)) as pool:
+    with SandboxPool(ocr_policy(settings, workers=args.workers), quarantine_dir=settings.quarantine_dir) as pool:
         asyncio.run(serve(JailedReader(pool), config))
     return 0
 

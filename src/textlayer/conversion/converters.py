@@ -14,6 +14,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from textlayer.build_options import BuildOptions, BuiltPdf
@@ -154,19 +155,23 @@ class InProcessConverter:
 class JailedConverter:
     """Converts in jailed workers without models; started on first use, safe to share between threads."""
 
-    def __init__(self, policy: SandboxPolicy, limits: DocumentLimits) -> None:
-        """``policy`` names the converter role (:func:`converter_policy`); nothing starts before the first document."""
+    def __init__(self, policy: SandboxPolicy, limits: DocumentLimits, *, quarantine_dir: Path | None = None) -> None:
+        """``policy`` names the converter role (:func:`converter_policy`); nothing starts before the first document.
+
+        ``quarantine_dir`` keeps documents that made a converter break its seccomp filter, for analysis.
+        """
         if policy.role != ROLE:
             raise ValueError(f"a JailedConverter needs a policy with role={ROLE!r}")
         self.policy = policy
         self.limits = limits
+        self.quarantine_dir = quarantine_dir
         self._pool: SandboxPool | None = None
         self._lock = threading.Lock()
 
     def _started(self) -> SandboxPool:
         with self._lock:
             if self._pool is None:
-                self._pool = SandboxPool(self.policy).start()
+                self._pool = SandboxPool(self.policy, quarantine_dir=self.quarantine_dir).start()
                 atexit.register(self.close)
             return self._pool
 

@@ -69,7 +69,9 @@ def build_pipeline(settings: Settings, reader: PageReader | None = None) -> Pipe
         blobs=BlobStore(paths["blobs"]),
         index=open_index(paths["index"]),
         reader=reader,
-        converter=JailedConverter(converter_policy(settings), document_limits(settings)),
+        converter=JailedConverter(
+            converter_policy(settings), document_limits(settings), quarantine_dir=settings.quarantine_dir
+        ),
         config=PipelineConfig(
             lease_s=float(settings.job_lease_s),
             max_upload_bytes=settings.max_upload_mib * 1024 * 1024,

@@ -34,7 +34,12 @@ class Handlers:
         self._ops: dict[str, Callable[[dict[str, Any], bytes], Reply]] = {"ping": self._ping}
         if policy.test_hooks:
             self._ops.update(
-                probe=self._probe, hang=self._hang, crash=self._crash, allocate=self._allocate, reply=self._bad_reply
+                probe=self._probe,
+                hang=self._hang,
+                crash=self._crash,
+                allocate=self._allocate,
+                reply=self._bad_reply,
+                say=self._say,
             )
 
     memory_reason = "input_too_large"
@@ -89,6 +94,12 @@ class Handlers:
     def _allocate(self, header: dict[str, Any], payload: bytes) -> Reply:
         block = b"\x01" * (int(header["mib"]) * 1024 * 1024)  # filled, so every page is resident
         return {"ok": True, "bytes": block.count(1)}, b""
+
+    def _say(self, header: dict[str, Any], payload: bytes) -> Reply:
+        line = (str(header.get("text", "noise"))[:200] + "\n").encode()
+        for _ in range(int(header.get("lines", 1))):
+            os.write(2, line)
+        return {"ok": True}, b""
 
     def _bad_reply(self, header: dict[str, Any], payload: bytes) -> Reply:
         kind = header.get("kind")

@@ -43,6 +43,9 @@ WORKER_ENVIRONMENT = {
 }
 """The whole environment of a worker: nothing of the supervisor's leaks in."""
 
+STDERR_LOG_LINES = 200
+"""Lines of a worker's stderr that reach the logs (start-up reports take ~20)."""
+
 _SCM_CREDENTIALS_SIZE = struct.calcsize("iII")
 
 
@@ -165,11 +168,18 @@ class JailedWorker:
         ).start()
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
+        # What a worker writes is untrusted: a taken-over one could flood the logs, so only its first
+        # lines are logged (the last ones are still kept for the message of its death).
+        logged = 0
         with stream:
             for raw in iter(lambda: stream.readline(4096), b""):
                 line = raw.decode("utf-8", "replace").rstrip()
                 self._last_words.append(line)
-                log.info("sandbox worker %d: %s", self.worker_id, line)
+                logged += 1
+                if logged <= STDERR_LOG_LINES:
+                    log.info("sandbox worker %d: %s", self.worker_id, line)
+                elif logged == STDERR_LOG_LINES + 1:
+                    log.warning("sandbox worker %d: more output than %d lines; not logged", self.worker_id, logged - 1)
 
     def last_words(self) -> str:
         """The worker's last lines of stderr (for error messages)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from textlayer.errors import InputDocumentError, SandboxCrashed, SandboxError, SandboxTimeout
+from textlayer.files import private_dir, write_atomically
 from textlayer.sandbox.deaths import DeathCause
 from textlayer.sandbox.launcher import JailedWorker, Spawner, WorkerDied, default_read_only_paths
 from textlayer.sandbox.policy import SandboxPolicy
@@ -83,6 +84,11 @@ class SandboxPool:
         self.layers: dict[str, Any] = {}
         """What the first verified worker reported (namespaces, Landlock, seccomp, rlimits)."""
         self.start_timings_s: list[dict[str, float]] = []
+
+    @property
+    def quarantine_dir(self) -> Path | None:
+        """Where inputs that made a worker break the seccomp filter are kept (None: not kept)."""
+        return self._quarantine_dir
 
     def __enter__(self) -> SandboxPool:
         """Start the pool."""
@@ -343,8 +349,9 @@ class SandboxPool:
                 digest,
             )
             if self._quarantine_dir is not None:
-                self._quarantine_dir.mkdir(parents=True, exist_ok=True)
-                (self._quarantine_dir / f"{digest}.bin").write_bytes(payload)
+                # Kept for analysis, for our user alone: the input may be another tenant's document.
+                write_atomically(private_dir(self._quarantine_dir) / f"{digest}.bin", payload)
+                log.error("SECURITY: the input is kept in %s", self._quarantine_dir / f"{digest}.bin")
         else:
             log.warning("sandbox worker %d died: %s", worker.worker_id, death)
 
