@@ -93,11 +93,8 @@ def to_hocr(pages: Sequence[PageText | None], title: str = "textlayer output") -
         if page.dpi:
             title_props += f"; scan_res {round(page.dpi)} {round(page.dpi)}"
         out.append(f"<div class='ocr_page' id='page_{number}' title='{title_props}'>")
-        blocks: dict[int, list[int]] = {}
-        for i, line in enumerate(page.lines):
-            blocks.setdefault(line.block, []).append(i)
         word_id = 0
-        for block_no, indices in enumerate(blocks.values(), start=1):
+        for block_no, indices in enumerate(_blocks(page), start=1):
             box = _union([page.lines[i].quad for i in indices])
             out.append(f"<div class='ocr_carea' id='block_{number}_{block_no}' title='{box}'>")
             out.append(f"<p class='ocr_par' id='par_{number}_{block_no}' title='{box}'>")
@@ -120,12 +117,15 @@ def to_hocr(pages: Sequence[PageText | None], title: str = "textlayer output") -
 
 
 def _union(quads: list[Quad]) -> str:
-    boxes = [quad_bbox(q) for q in quads]
-    x0 = min(b[0] for b in boxes)
-    y0 = min(b[1] for b in boxes)
-    x1 = max(b[2] for b in boxes)
-    y1 = max(b[3] for b in boxes)
-    return f"bbox {int(x0)} {int(y0)} {int(round(x1))} {int(round(y1))}"
+    return _bbox(_union_quad(quads))
+
+
+def _blocks(page: PageText) -> list[list[int]]:
+    """Indexes of the page's lines, grouped by text block, blocks in reading order."""
+    blocks: dict[int, list[int]] = {}
+    for i, line in enumerate(page.lines):
+        blocks.setdefault(line.block, []).append(i)
+    return list(blocks.values())
 
 
 ALTO_NAMESPACE = "http://www.loc.gov/standards/alto/ns-v4#"
@@ -174,11 +174,8 @@ def to_alto(pages: Sequence[PageText | None], *, filename: str | None = None) ->
             continue
         out.append(f'<Page ID="page_{number}" PHYSICAL_IMG_NR="{number}" WIDTH="{page.width}" HEIGHT="{page.height}">')
         out.append(f'<PrintSpace HPOS="0" VPOS="0" WIDTH="{page.width}" HEIGHT="{page.height}">')
-        blocks: dict[int, list[int]] = {}
-        for i, line in enumerate(page.lines):
-            blocks.setdefault(line.block, []).append(i)
         word_id = 0
-        for block_no, indices in enumerate(blocks.values(), start=1):
+        for block_no, indices in enumerate(_blocks(page), start=1):
             box = _box(_union_quad([page.lines[i].quad for i in indices]))
             out.append(f'<TextBlock ID="block_{number}_{block_no}" {box}>')
             for i in indices:

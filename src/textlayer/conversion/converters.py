@@ -98,6 +98,18 @@ class DocumentConverter(Protocol):
 # -- converters ------------------------------------------------------------------------------
 
 
+def _in_batches(indexes: Sequence[int], render: Callable[[list[int]], list[EncodedPage]]) -> Iterator[EncodedPage]:
+    """The pages, asked for at most :data:`RENDER_MAX_PAGES` at a time.
+
+    A converter answers a prefix when its pixel budget runs out; the rest is asked for again.
+    """
+    todo = list(indexes)
+    while todo:
+        batch = render(todo[:RENDER_MAX_PAGES])
+        yield from batch
+        todo = todo[len(batch) :]
+
+
 class InProcessConverter:
     """Parses in this process: only for ``textlayer ocr --no-sandbox`` on trusted files."""
 
@@ -123,19 +135,10 @@ class InProcessConverter:
         """See :class:`DocumentConverter`."""
         from textlayer.media.documents import render_pages
 
-        todo = list(indexes)
-        while todo:
-            batch = render_pages(
-                data,
-                todo[:RENDER_MAX_PAGES],
-                self.limits,
-                force_ocr=force_ocr,
-                redo_ocr=redo_ocr,
-                deskew=deskew,
-                pixel_budget=RENDER_PIXEL_BUDGET,
-            )
-            yield from batch
-            todo = todo[len(batch) :]
+        options = {"force_ocr": force_ocr, "redo_ocr": redo_ocr, "deskew": deskew}
+        return _in_batches(
+            indexes, lambda asked: render_pages(data, asked, self.limits, **options, pixel_budget=RENDER_PIXEL_BUDGET)
+        )
 
     def build_pdf(
         self,
@@ -228,21 +231,14 @@ class JailedConverter:
         deskew: bool = False,
     ) -> Iterator[EncodedPage]:
         """See :class:`DocumentConverter`."""
-        todo = list(indexes)
-        while todo:
-            asked = todo[:RENDER_MAX_PAGES]
-            request = {
-                "op": "render",
-                "limits": self.limits.to_dict(),
-                "pages": asked,
-                "force_ocr": force_ocr,
-                "redo_ocr": redo_ocr,
-                "deskew": deskew,
-                "pixel_budget": RENDER_PIXEL_BUDGET,
-            }
-            batch = self._call(request, data, functools.partial(wire.decode_rendered, indexes=asked, document=data))
-            yield from batch
-            todo = todo[len(batch) :]
+        options = {"force_ocr": force_ocr, "redo_ocr": redo_ocr, "deskew": deskew}
+
+        def render(asked: list[int]) -> list[EncodedPage]:
+            request = {"op": "render", "limits": self.limits.to_dict(), "pages": asked, **options}
+            request["pixel_budget"] = RENDER_PIXEL_BUDGET
+            return self._call(request, data, functools.partial(wire.decode_rendered, indexes=asked, document=data))
+
+        return _in_batches(indexes, render)
 
     def build_pdf(
         self,

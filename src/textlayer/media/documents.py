@@ -151,11 +151,7 @@ def render_page_image(data: bytes, index: int, dpi: float) -> np.ndarray:
     try:
         page = pdf[index]
         try:
-            bitmap = page.render(scale=dpi / 72, may_draw_forms=False)
-            try:
-                image = np.array(bitmap.to_numpy(), copy=True)
-            finally:
-                bitmap.close()
+            image = _pixels(page, dpi, grayscale=False)
         finally:
             page.close()
     except pdfium.PdfiumError as exc:
@@ -163,6 +159,15 @@ def render_page_image(data: bytes, index: int, dpi: float) -> np.ndarray:
     finally:
         pdf.close()
     return image if image.ndim == 2 else np.ascontiguousarray(image[:, :, :3])
+
+
+def _pixels(page: pdfium.PdfPage, dpi: float, *, grayscale: bool) -> np.ndarray:
+    """The page rendered at ``dpi`` (forms not drawn), copied out of PDFium's bitmap before it is freed."""
+    bitmap = page.render(scale=dpi / 72, grayscale=grayscale, may_draw_forms=False)
+    try:
+        return np.array(bitmap.to_numpy(), copy=True)
+    finally:
+        bitmap.close()
 
 
 def _only_invisible_text(page: pdfium.PdfPage) -> bool:
@@ -231,11 +236,7 @@ def _render_page(
                 dpi *= MAX_SIDE_PX / longest
             if pixels > limits.max_pixels or longest > MAX_SIDE_PX:
                 log.info("page %d is large; rasterised at %.0f dpi to stay within the pixel limit", index + 1, dpi)
-            bitmap = page.render(scale=dpi / 72, grayscale=True, may_draw_forms=False)
-            try:
-                image = np.array(bitmap.to_numpy(), copy=True)
-            finally:
-                bitmap.close()
+            image = _pixels(page, dpi, grayscale=True)
         finally:
             page.close()
     except pdfium.PdfiumError as exc:

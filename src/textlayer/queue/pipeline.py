@@ -10,12 +10,14 @@ transaction, and only the holder of the job's lease may finish it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -253,12 +255,19 @@ def process_namespace() -> str:
     Two hosts, or two containers, with the same host name have other boot ids or pid namespaces: a pid
     that is missing here may be alive there, so only a lease of this very namespace is freed by pid.
     """
+    seen = _pid_namespace()
+    # Without /proc no pid can be looked up: a name that matches nobody, so no lease is ever freed by pid.
+    return f"{socket.gethostname()}@{seen or 'no-proc-' + uuid.uuid4().hex}"
+
+
+@functools.cache
+def _pid_namespace() -> str | None:
+    """Boot id and pid namespace, read once per process (neither changes while it runs; pool children share them)."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-        pid_namespace = Path("/proc/self/ns/pid").stat().st_ino
+        return f"{boot}-{Path('/proc/self/ns/pid').stat().st_ino}"
     except OSError:
-        return f"{socket.gethostname()}@unknown-{os.getpid()}"  # no /proc: never free a lease by pid
-    return f"{socket.gethostname()}@{boot}-{pid_namespace}"
+        return None
 
 
 def _refusal(data: bytes, config: PipelineConfig) -> InputDocumentError | None:
